@@ -1,0 +1,353 @@
+//! The only place that knows about hardware.
+//!
+//! [`Backend`] is the union of a few op families ([`Memory`], [`ConvOps`], [`NormOps`],
+//! [`PoolOps`], [`ResampleOps`], [`LayoutOps`], [`ElementwiseOps`], [`ReduceOps`], [`MatmulOps`],
+//! [`OptimOps`]). Kernels take their shapes in plain parameter structs ([`params`]), read inputs
+//! through `&Buffer` and write outputs through `&mut Buffer`. Kernels may only enqueue work; only
+//! [`Memory::download`] and [`Memory::sync`] wait for it.
+//!
+//! Every kernel checks the lengths of the buffers it is given against its parameters and returns
+//! a typed error on a mismatch: a backend never panics on bad input.
+
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod params;
+pub mod rng;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
+
+pub use cpu::CpuBackend;
+pub use params::*;
+
+use crate::error::Result;
+use crate::tensor::{HostTensor, Shape, TensorDesc};
+
+/// Device memory: allocation and host ⇄ device transfer.
+pub trait Memory: Clone + Send + Sync + 'static {
+    /// A device buffer of f32 elements.
+    type Buffer: Send + Sync + 'static;
+
+    /// Short lower-case name (`cpu`, `cuda`, `wgpu`), as used in `MAGNET_TEST_BACKENDS`.
+    fn name(&self) -> &'static str;
+
+    /// The device in words (e.g. the GPU's name).
+    fn device_name(&self) -> String;
+
+    /// A zero-filled buffer for `desc`.
+    fn alloc(&self, desc: &TensorDesc) -> Result<Self::Buffer>;
+
+    /// Number of elements in `buf`.
+    fn len(&self, buf: &Self::Buffer) -> usize;
+
+    /// Copies host data into `dst`, which must hold exactly `data.len()` elements.
+    fn upload(&self, data: &[f32], dst: &mut Self::Buffer) -> Result<()>;
+
+    /// Waits for pending work and copies `src` to the host.
+    fn download(&self, src: &Self::Buffer) -> Result<Vec<f32>>;
+
+    /// Copies `src` into `dst` (same length).
+    fn copy(&self, src: &Self::Buffer, dst: &mut Self::Buffer) -> Result<()>;
+
+    /// Waits for all enqueued work.
+    fn sync(&self) -> Result<()>;
+
+    /// Allocates a buffer and uploads `host` into it.
+    fn from_host(&self, host: &HostTensor) -> Result<Self::Buffer> {
+        let mut buf = self.alloc(&host.desc())?;
+        self.upload(host.data(), &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Downloads `buf` as a host tensor of `shape`.
+    fn to_host(&self, buf: &Self::Buffer, shape: &Shape) -> Result<HostTensor> {
+        HostTensor::new(shape.clone(), self.download(buf)?)
+    }
+}
+
+/// Convolution: forward, backward-data (which is also transposed convolution's forward) and
+/// backward-filter. Input NHWC, weights `[out, kh, kw, in]`, output NHWC.
+pub trait ConvOps: Memory {
+    /// `y = conv(x, w)`.
+    fn conv2d_forward(
+        &self,
+        p: &Conv2dParams,
+        x: &Self::Buffer,
+        w: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `dx = conv_transpose(dy, w)`: the gradient of the input, overwriting `dx`.
+    fn conv2d_backward_data(
+        &self,
+        p: &Conv2dParams,
+        dy: &Self::Buffer,
+        w: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `dw = Σ x ⋆ dy`: the gradient of the weights, overwriting `dw`.
+    fn conv2d_backward_filter(
+        &self,
+        p: &Conv2dParams,
+        x: &Self::Buffer,
+        dy: &Self::Buffer,
+        dw: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+/// Batch normalisation over the last axis (channels of NHWC, features of N×C).
+pub trait NormOps: Memory {
+    /// Normalises with the batch statistics, saves the batch mean and `1/sqrt(var + eps)` for the
+    /// backward pass, and updates the running averages (unbiased variance, as PyTorch).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train(
+        &self,
+        p: &BatchNormParams,
+        x: &Self::Buffer,
+        gamma: &Self::Buffer,
+        beta: &Self::Buffer,
+        y: &mut Self::Buffer,
+        save_mean: &mut Self::Buffer,
+        save_invstd: &mut Self::Buffer,
+        running_mean: &mut Self::Buffer,
+        running_var: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Normalises with the running statistics.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_inference(
+        &self,
+        p: &BatchNormParams,
+        x: &Self::Buffer,
+        gamma: &Self::Buffer,
+        beta: &Self::Buffer,
+        running_mean: &Self::Buffer,
+        running_var: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Gradients of the training-mode forward with respect to `x`, `gamma` and `beta`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(
+        &self,
+        p: &BatchNormParams,
+        x: &Self::Buffer,
+        dy: &Self::Buffer,
+        gamma: &Self::Buffer,
+        save_mean: &Self::Buffer,
+        save_invstd: &Self::Buffer,
+        dx: &mut Self::Buffer,
+        dgamma: &mut Self::Buffer,
+        dbeta: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+/// Max pooling. Padding counts as -inf; ties send the gradient to the first maximum in the
+/// window (row-major), as PyTorch does.
+pub trait PoolOps: Memory {
+    fn max_pool2d_forward(
+        &self,
+        p: &Pool2dParams,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `dx` (overwritten) from the forward's input, output and output gradient.
+    fn max_pool2d_backward(
+        &self,
+        p: &Pool2dParams,
+        x: &Self::Buffer,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+/// Bilinear resampling.
+pub trait ResampleOps: Memory {
+    fn upsample_bilinear2d_forward(
+        &self,
+        p: &UpsampleParams,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `dx` (overwritten) from the output gradient.
+    fn upsample_bilinear2d_backward(
+        &self,
+        p: &UpsampleParams,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+/// Concatenation and split along the last axis (channels of NHWC).
+pub trait LayoutOps: Memory {
+    /// `y[r, :] = [parts[0][r, :], parts[1][r, :], ...]` for `rows` rows; each part is given with
+    /// its width (number of channels).
+    fn concat_last(
+        &self,
+        rows: usize,
+        parts: &[(&Self::Buffer, usize)],
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// The inverse of [`LayoutOps::concat_last`]: scatters the columns of `x` into the parts.
+    fn split_last(
+        &self,
+        rows: usize,
+        x: &Self::Buffer,
+        parts: &mut [(&mut Self::Buffer, usize)],
+    ) -> Result<()>;
+}
+
+/// Elementwise maps, their gradients, and seeded dropout.
+pub trait ElementwiseOps: Memory {
+    /// `y = f(x)`.
+    fn unary(&self, op: UnaryOp, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+
+    /// `dx = dy · f'(x)`, given the forward's input `x` and output `y`.
+    fn unary_backward(
+        &self,
+        op: UnaryOp,
+        x: &Self::Buffer,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `y = a ∘ b` with NumPy broadcasting; `y` has the broadcast shape of `a_shape` and `b_shape`.
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: &Self::Buffer,
+        a_shape: &Shape,
+        b: &Self::Buffer,
+        b_shape: &Shape,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Sets every element of `y` to `value`.
+    fn fill(&self, y: &mut Self::Buffer, value: f32) -> Result<()>;
+
+    /// `y += alpha · x` (same length).
+    fn axpy(&self, alpha: f32, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
+
+    /// `y = x · keep / (1 - p)`, where `keep` is `rng::uniform(seed, i) >= p` for element `i`, so
+    /// every backend draws the same mask from the same seed.
+    fn dropout_forward(
+        &self,
+        p: f32,
+        seed: u64,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `dx = dy · keep / (1 - p)` with the mask of the forward's seed.
+    fn dropout_backward(
+        &self,
+        p: f32,
+        seed: u64,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+/// Reductions and softmax.
+pub trait ReduceOps: Memory {
+    /// Reduces `x` to `y_shape`, which broadcasts to `x_shape` (right-aligned): every axis where
+    /// `y_shape` has 1 (or is missing) and `x_shape` does not is reduced.
+    fn reduce(
+        &self,
+        op: ReduceOp,
+        x: &Self::Buffer,
+        x_shape: &Shape,
+        y_shape: &Shape,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Softmax (or log-softmax when `log`) over the last axis of a `rows × cols` tensor.
+    fn softmax(
+        &self,
+        rows: usize,
+        cols: usize,
+        log: bool,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Gradient of [`ReduceOps::softmax`] from its output `y` and the output gradient `dy`.
+    fn softmax_backward(
+        &self,
+        rows: usize,
+        cols: usize,
+        log: bool,
+        y: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+/// Dense matrix products.
+pub trait MatmulOps: Memory {
+    /// Row-major `C = alpha · op(A) · op(B) + beta · C`.
+    fn gemm(
+        &self,
+        p: &GemmParams,
+        a: &Self::Buffer,
+        b: &Self::Buffer,
+        c: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+/// Fused optimiser updates, one kernel per parameter tensor.
+pub trait OptimOps: Memory {
+    /// One SGD step on `param` with its gradient and momentum buffer.
+    fn sgd_step(
+        &self,
+        p: &SgdParams,
+        param: &mut Self::Buffer,
+        grad: &Self::Buffer,
+        momentum: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// One Adam / AdamW step on `param` with its gradient and moment buffers.
+    fn adam_step(
+        &self,
+        p: &AdamParams,
+        param: &mut Self::Buffer,
+        grad: &Self::Buffer,
+        m: &mut Self::Buffer,
+        v: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
+/// Everything a network, its losses and its optimisers need from a device.
+pub trait Backend:
+    Memory
+    + ConvOps
+    + NormOps
+    + PoolOps
+    + ResampleOps
+    + LayoutOps
+    + ElementwiseOps
+    + ReduceOps
+    + MatmulOps
+    + OptimOps
+{
+}
+
+impl<T> Backend for T where
+    T: Memory
+        + ConvOps
+        + NormOps
+        + PoolOps
+        + ResampleOps
+        + LayoutOps
+        + ElementwiseOps
+        + ReduceOps
+        + MatmulOps
+        + OptimOps
+{
+}

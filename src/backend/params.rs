@@ -1,0 +1,329 @@
+//! Plain parameter structs of the backend primitives, with their shape rules.
+//!
+//! Every struct validates itself (`validate`) so a backend can reject nonsense with a typed error
+//! before touching memory.
+
+use crate::error::{Error, Result};
+use crate::tensor::Shape;
+
+/// A 2-D convolution over NHWC input with `[out, kh, kw, in]` weights.
+///
+/// The same struct describes the transposed convolution: its forward is this convolution's
+/// backward-data, so `in_h` / `in_w` are the transposed convolution's *output* size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Conv2dParams {
+    /// Output height, `(in + 2p - d(k-1) - 1) / s + 1`.
+    pub fn out_h(&self) -> usize {
+        conv_out_size(
+            self.in_h,
+            self.kernel[0],
+            self.stride[0],
+            self.padding[0],
+            self.dilation[0],
+        )
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        conv_out_size(
+            self.in_w,
+            self.kernel[1],
+            self.stride[1],
+            self.padding[1],
+            self.dilation[1],
+        )
+    }
+
+    /// `[batch, in_h, in_w, in_channels]`.
+    pub fn input_shape(&self) -> Shape {
+        Shape::new([self.batch, self.in_h, self.in_w, self.in_channels])
+    }
+
+    /// `[batch, out_h, out_w, out_channels]`.
+    pub fn output_shape(&self) -> Shape {
+        Shape::new([self.batch, self.out_h(), self.out_w(), self.out_channels])
+    }
+
+    /// `[out_channels, kh, kw, in_channels]`.
+    pub fn weight_shape(&self) -> Shape {
+        Shape::new([
+            self.out_channels,
+            self.kernel[0],
+            self.kernel[1],
+            self.in_channels,
+        ])
+    }
+
+    /// Rejects zero sizes, zero strides or dilations, and kernels larger than the padded input.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        let sizes = [
+            self.batch,
+            self.in_h,
+            self.in_w,
+            self.in_channels,
+            self.out_channels,
+        ];
+        if sizes.contains(&0) || self.kernel.contains(&0) {
+            return Err(Error::invalid(
+                op,
+                format!("zero-sized convolution {self:?}"),
+            ));
+        }
+        if self.stride.contains(&0) || self.dilation.contains(&0) {
+            return Err(Error::invalid(op, "stride and dilation must be at least 1"));
+        }
+        for axis in 0..2 {
+            let input = [self.in_h, self.in_w][axis] + 2 * self.padding[axis];
+            let extent = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
+            if extent > input {
+                return Err(Error::shape(
+                    op,
+                    format!("kernel extent {extent} exceeds padded input {input}"),
+                    &[&self.input_shape(), &self.weight_shape()],
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn conv_out_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> usize {
+    (input + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1
+}
+
+/// Batch normalisation over the channels (last axis) of a tensor seen as `rows × channels`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormParams {
+    /// Elements per channel: `N·H·W` for NHWC, `N` for N×C.
+    pub rows: usize,
+    pub channels: usize,
+    /// Added to the variance before the square root (PyTorch: 1e-5).
+    pub eps: f32,
+    /// Weight of the new batch statistic in the running averages (PyTorch: 0.1).
+    pub momentum: f32,
+}
+
+impl BatchNormParams {
+    /// Rejects empty tensors, a single element per channel in training, and a negative eps.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        if self.rows == 0 || self.channels == 0 {
+            return Err(Error::invalid(op, "empty batch-norm input"));
+        }
+        if !(self.eps > 0.0) || !(0.0..=1.0).contains(&self.momentum) {
+            return Err(Error::invalid(op, "eps must be > 0 and momentum in [0, 1]"));
+        }
+        Ok(())
+    }
+}
+
+/// 2-D pooling over NHWC input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pool2dParams {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl Pool2dParams {
+    /// Output height (floor mode, as PyTorch's default).
+    pub fn out_h(&self) -> usize {
+        conv_out_size(
+            self.in_h,
+            self.kernel[0],
+            self.stride[0],
+            self.padding[0],
+            1,
+        )
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        conv_out_size(
+            self.in_w,
+            self.kernel[1],
+            self.stride[1],
+            self.padding[1],
+            1,
+        )
+    }
+
+    /// `[batch, in_h, in_w, channels]`.
+    pub fn input_shape(&self) -> Shape {
+        Shape::new([self.batch, self.in_h, self.in_w, self.channels])
+    }
+
+    /// `[batch, out_h, out_w, channels]`.
+    pub fn output_shape(&self) -> Shape {
+        Shape::new([self.batch, self.out_h(), self.out_w(), self.channels])
+    }
+
+    /// Rejects zero sizes, padding over half the kernel (as PyTorch does) and windows larger
+    /// than the padded input.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        let sizes = [self.batch, self.in_h, self.in_w, self.channels];
+        if sizes.contains(&0) || self.kernel.contains(&0) || self.stride.contains(&0) {
+            return Err(Error::invalid(op, format!("zero-sized pooling {self:?}")));
+        }
+        for axis in 0..2 {
+            if 2 * self.padding[axis] > self.kernel[axis] {
+                return Err(Error::invalid(
+                    op,
+                    "padding must be at most half the kernel",
+                ));
+            }
+            if self.kernel[axis] > [self.in_h, self.in_w][axis] + 2 * self.padding[axis] {
+                return Err(Error::shape(
+                    op,
+                    format!("pooling window {:?} exceeds the padded input", self.kernel),
+                    &[&self.input_shape()],
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bilinear resampling of NHWC input to `out_h × out_w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpsampleParams {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub channels: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    /// PyTorch's `align_corners`: true maps corner pixel centres onto each other; false maps
+    /// pixel edges (`src = (dst + 0.5) · in / out - 0.5`, clamped at 0).
+    pub align_corners: bool,
+}
+
+impl UpsampleParams {
+    /// `[batch, in_h, in_w, channels]`.
+    pub fn input_shape(&self) -> Shape {
+        Shape::new([self.batch, self.in_h, self.in_w, self.channels])
+    }
+
+    /// `[batch, out_h, out_w, channels]`.
+    pub fn output_shape(&self) -> Shape {
+        Shape::new([self.batch, self.out_h, self.out_w, self.channels])
+    }
+
+    /// Rejects empty inputs or outputs.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        let sizes = [
+            self.batch,
+            self.in_h,
+            self.in_w,
+            self.channels,
+            self.out_h,
+            self.out_w,
+        ];
+        if sizes.contains(&0) {
+            return Err(Error::invalid(
+                op,
+                format!("zero-sized resampling {self:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Row-major GEMM: `C = alpha · op(A) · op(B) + beta · C`, `op(A)` is `m × k`, `op(B)` is `k × n`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GemmParams {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A is stored `k × m` and used transposed.
+    pub trans_a: bool,
+    /// B is stored `n × k` and used transposed.
+    pub trans_b: bool,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// Elementwise functions of one tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryOp {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Exp,
+    /// Natural logarithm.
+    Log,
+    Neg,
+    Abs,
+    Sqrt,
+    Square,
+    /// `scale · x + shift`.
+    Affine {
+        scale: f32,
+        shift: f32,
+    },
+}
+
+/// Elementwise functions of two tensors, with NumPy broadcasting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// Reductions over the axes where the output shape has 1 and the input does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+}
+
+/// PyTorch's SGD: weight decay, momentum with dampening, optional Nesterov.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdParams {
+    pub lr: f32,
+    pub momentum: f32,
+    pub dampening: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+    /// The momentum buffer is set to the gradient instead of being blended, as PyTorch does on
+    /// the first step.
+    pub first_step: bool,
+}
+
+/// PyTorch's Adam and AdamW.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamParams {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// AdamW: decay the weights directly instead of adding `wd · p` to the gradient.
+    pub decoupled_weight_decay: bool,
+    /// 1-based step count, for bias correction.
+    pub step: u64,
+}

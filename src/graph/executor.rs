@@ -1,0 +1,575 @@
+//! Runs a [`Graph`] on a backend: plans buffers once per set of input shapes, runs forward and
+//! backward, and keeps the named tensors (parameters, state) and their gradients.
+
+use std::collections::HashMap;
+
+use crate::backend::rng::hash32;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::graph::op::{BackwardCtx, ForwardCtx, Mode};
+use crate::graph::{Graph, NodeId, NodeKind, TensorId, TensorSpec};
+use crate::tensor::{HostTensor, Shape, TensorDesc};
+
+/// Buffers for one set of input shapes, allocated once and reused by every step with those shapes.
+struct Plan<B: Backend> {
+    shapes: Vec<Shape>,
+    /// Output of every input and op node (`None` for parameter nodes, whose values are tensors).
+    values: Vec<Option<B::Buffer>>,
+    workspaces: Vec<Vec<B::Buffer>>,
+    /// Gradient of every non-parameter node that needs one, allocated at the first backward.
+    grads: Vec<Option<B::Buffer>>,
+    /// Temporaries for gradients that must be added to an existing one, by (node, input).
+    accumulators: HashMap<(usize, usize), B::Buffer>,
+    /// Which nodes the last forward computed.
+    computed: Vec<bool>,
+}
+
+/// Executes a graph on backend `B`.
+pub struct Executor<B: Backend> {
+    backend: B,
+    graph: Graph<B>,
+    tensors: Vec<Option<B::Buffer>>,
+    tensor_grads: Vec<Option<B::Buffer>>,
+    /// Whether the last backward wrote the gradient of each tensor.
+    grad_written: Vec<bool>,
+    /// Whether each node depends on something that takes a gradient.
+    needs_grad: Vec<bool>,
+    plans: HashMap<Vec<Shape>, Plan<B>>,
+    current: Option<Vec<Shape>>,
+    mode: Mode,
+    seed: u64,
+    step: u64,
+}
+
+impl<B: Backend> Executor<B> {
+    /// Takes `graph`, allocates its named tensors on `backend` and initialises them from `seed`
+    /// (the same seed gives the same values on every backend).
+    pub fn new(backend: B, graph: Graph<B>, seed: u64) -> Result<Self> {
+        let mut tensors = Vec::with_capacity(graph.tensors.len());
+        let mut tensor_grads = Vec::with_capacity(graph.tensors.len());
+        for (index, spec) in graph.tensors.iter().enumerate() {
+            let data = spec
+                .init
+                .generate(spec.shape.numel(), tensor_seed(seed, index));
+            tensors.push(Some(
+                backend.from_host(&HostTensor::new(spec.shape.clone(), data)?)?,
+            ));
+            tensor_grads.push(None);
+        }
+        let needs_grad = needs_grad(&graph);
+        Ok(Executor {
+            backend,
+            grad_written: vec![false; graph.tensors.len()],
+            graph,
+            tensors,
+            tensor_grads,
+            needs_grad,
+            plans: HashMap::new(),
+            current: None,
+            mode: Mode::Eval,
+            seed,
+            step: 0,
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The graph.
+    pub fn graph(&self) -> &Graph<B> {
+        &self.graph
+    }
+
+    /// Runs every node whose inputs are fed (`feeds` pairs input nodes with values); nodes that
+    /// depend on an input not fed are skipped and cannot be read. `Mode::Train` uses batch
+    /// statistics and dropout and advances the step counter that seeds dropout.
+    pub fn forward(&mut self, feeds: &[(NodeId, &HostTensor)], mode: Mode) -> Result<()> {
+        let mut fed: Vec<Option<&HostTensor>> = vec![None; self.graph.nodes.len()];
+        for &(node, value) in feeds {
+            self.graph.check_node(node)?;
+            match &self.graph.nodes[node.index].kind {
+                NodeKind::Input { .. } => fed[node.index] = Some(value),
+                _ => {
+                    return Err(Error::Graph(format!(
+                        "node {} is not an input and cannot be fed",
+                        node.index
+                    )))
+                }
+            }
+        }
+        let key = self.plan_key(&fed);
+        if !self.plans.contains_key(&key) {
+            let plan = self.make_plan(&key)?;
+            self.plans.insert(key.clone(), plan);
+        }
+        if mode == Mode::Train {
+            self.step += 1;
+        }
+        self.mode = mode;
+        let plan = self.plans.get_mut(&key).expect("plan inserted above");
+        self.current = Some(key);
+        plan.computed.iter_mut().for_each(|c| *c = false);
+        for (index, value) in fed.iter().enumerate() {
+            if let Some(value) = value {
+                let buf = plan.values[index].as_mut().expect("inputs have buffers");
+                self.backend.upload(value.data(), buf)?;
+                plan.computed[index] = true;
+            }
+        }
+        for index in 0..self.graph.nodes.len() {
+            let node = &self.graph.nodes[index];
+            let (op, inputs) = match &node.kind {
+                NodeKind::Param(_) => {
+                    plan.computed[index] = true;
+                    continue;
+                }
+                NodeKind::Input { .. } => continue,
+                NodeKind::Op { op, inputs } => (op, inputs),
+            };
+            if !inputs.iter().all(|i| plan.computed[i.index]) {
+                continue;
+            }
+            let mut output = plan.values[index].take().expect("op nodes have buffers");
+            let state_ids = op.state();
+            let mut state: Vec<B::Buffer> = state_ids
+                .iter()
+                .map(|t| self.tensors[t.0].take().expect("state tensors are present"))
+                .collect();
+            let result = {
+                let input_bufs: Vec<&B::Buffer> = inputs
+                    .iter()
+                    .map(|i| node_value(&self.graph, &plan.values, &self.tensors, i.index))
+                    .collect();
+                let input_shapes: Vec<&Shape> =
+                    inputs.iter().map(|i| &plan.shapes[i.index]).collect();
+                op.forward(ForwardCtx {
+                    backend: &self.backend,
+                    mode,
+                    seed: node_seed(self.seed, self.step, index),
+                    inputs: &input_bufs,
+                    input_shapes: &input_shapes,
+                    output: &mut output,
+                    output_shape: &plan.shapes[index],
+                    workspace: &mut plan.workspaces[index],
+                    state: &mut state,
+                })
+            };
+            plan.values[index] = Some(output);
+            for (t, buf) in state_ids.iter().zip(state) {
+                self.tensors[t.0] = Some(buf);
+            }
+            result?;
+            plan.computed[index] = true;
+        }
+        Ok(())
+    }
+
+    /// Back-propagates from the scalar node `loss` (seeded with 1), writing the gradient of every
+    /// trainable tensor and gradient-taking input it depends on.
+    pub fn backward(&mut self, loss: NodeId) -> Result<()> {
+        let shape = self.graph.shape(loss)?.clone();
+        if shape.numel() != 1 {
+            return Err(Error::shape(
+                "backward",
+                "the loss must be a scalar",
+                &[&shape],
+            ));
+        }
+        self.backward_with(loss, &HostTensor::full(shape, 1.0))
+    }
+
+    /// Back-propagates from `node` with the given output gradient.
+    pub fn backward_with(&mut self, node: NodeId, grad: &HostTensor) -> Result<()> {
+        self.graph.check_node(node)?;
+        let plan = self.current_plan_mut()?;
+        if !plan.computed[node.index] {
+            return Err(self.not_computed(node.index));
+        }
+        let plan = self.plans.get_mut(self.current.as_ref().unwrap()).unwrap();
+        if grad.shape() != &plan.shapes[node.index] {
+            return Err(Error::shape(
+                "backward",
+                "the seed gradient must have the node's shape",
+                &[grad.shape(), &plan.shapes[node.index]],
+            ));
+        }
+        let nodes = &self.graph.nodes;
+        let mut has_grad = vec![false; nodes.len()];
+        self.grad_written.iter_mut().for_each(|w| *w = false);
+        // The seed gradient goes where the node's gradient lives.
+        let seed_target = match nodes[node.index].kind {
+            NodeKind::Param(t) => grad_slot(
+                &self.backend,
+                &mut self.tensor_grads,
+                t.0,
+                &self.graph.tensors[t.0].shape,
+            )?,
+            _ => grad_slot(
+                &self.backend,
+                &mut plan.grads,
+                node.index,
+                &plan.shapes[node.index],
+            )?,
+        };
+        self.backend.upload(grad.data(), seed_target)?;
+        has_grad[node.index] = true;
+        if let NodeKind::Param(t) = nodes[node.index].kind {
+            self.grad_written[t.0] = true;
+        }
+
+        for index in (0..=node.index).rev() {
+            let (op, inputs) = match &nodes[index].kind {
+                NodeKind::Op { op, inputs } if has_grad[index] => (op, inputs),
+                _ => continue,
+            };
+            // Decide for each input whether its gradient is written directly or accumulated.
+            let mut targets: Vec<Option<GradTarget>> = Vec::with_capacity(inputs.len());
+            for (k, input) in inputs.iter().enumerate() {
+                let m = input.index;
+                let wanted = op.differentiable(k) && self.needs_grad[m] && plan.computed[m];
+                if !wanted {
+                    targets.push(None);
+                } else if has_grad[m] || inputs[..k].contains(input) {
+                    targets.push(Some(GradTarget::Accumulate(m)));
+                } else {
+                    has_grad[m] = true;
+                    targets.push(Some(GradTarget::Direct(m)));
+                }
+            }
+            // Make sure every target buffer exists, then take them out so they can be lent
+            // mutably side by side.
+            let mut taken: Vec<Option<B::Buffer>> = Vec::with_capacity(inputs.len());
+            for (k, target) in targets.iter().enumerate() {
+                taken.push(match *target {
+                    None => None,
+                    Some(GradTarget::Direct(m)) => Some(match nodes[m].kind {
+                        NodeKind::Param(t) => {
+                            grad_slot(
+                                &self.backend,
+                                &mut self.tensor_grads,
+                                t.0,
+                                &self.graph.tensors[t.0].shape,
+                            )?;
+                            self.tensor_grads[t.0].take().unwrap()
+                        }
+                        _ => {
+                            grad_slot(&self.backend, &mut plan.grads, m, &plan.shapes[m])?;
+                            plan.grads[m].take().unwrap()
+                        }
+                    }),
+                    Some(GradTarget::Accumulate(m)) => {
+                        Some(match plan.accumulators.remove(&(index, k)) {
+                            Some(buf) => buf,
+                            None => self
+                                .backend
+                                .alloc(&TensorDesc::f32(plan.shapes[m].clone()))?,
+                        })
+                    }
+                });
+            }
+            let grad_output = plan.grads[index]
+                .take()
+                .expect("a node with a gradient has a buffer");
+            let result = {
+                let state: Vec<&B::Buffer> = op
+                    .state()
+                    .iter()
+                    .map(|t| self.tensors[t.0].as_ref().unwrap())
+                    .collect();
+                let input_bufs: Vec<&B::Buffer> = inputs
+                    .iter()
+                    .map(|i| node_value(&self.graph, &plan.values, &self.tensors, i.index))
+                    .collect();
+                let input_shapes: Vec<&Shape> =
+                    inputs.iter().map(|i| &plan.shapes[i.index]).collect();
+                let grad_inputs: Vec<Option<&mut B::Buffer>> =
+                    taken.iter_mut().map(|b| b.as_mut()).collect();
+                op.backward(BackwardCtx {
+                    backend: &self.backend,
+                    mode: self.mode,
+                    seed: node_seed(self.seed, self.step, index),
+                    inputs: &input_bufs,
+                    input_shapes: &input_shapes,
+                    output: plan.values[index].as_ref().unwrap(),
+                    output_shape: &plan.shapes[index],
+                    grad_output: &grad_output,
+                    grad_inputs,
+                    workspace: &mut plan.workspaces[index],
+                    state: &state,
+                })
+            };
+            plan.grads[index] = Some(grad_output);
+            // Put every buffer back, adding accumulated gradients to their node's gradient.
+            let mut accumulate_error = Ok(());
+            for (k, (target, buf)) in targets.iter().zip(taken).enumerate() {
+                let (Some(target), Some(buf)) = (target, buf) else {
+                    continue;
+                };
+                match *target {
+                    GradTarget::Direct(m) => match nodes[m].kind {
+                        NodeKind::Param(t) => {
+                            self.tensor_grads[t.0] = Some(buf);
+                            self.grad_written[t.0] = true;
+                        }
+                        _ => plan.grads[m] = Some(buf),
+                    },
+                    GradTarget::Accumulate(m) => {
+                        if result.is_ok() && accumulate_error.is_ok() {
+                            let dst = match nodes[m].kind {
+                                NodeKind::Param(t) => self.tensor_grads[t.0].as_mut().unwrap(),
+                                _ => plan.grads[m].as_mut().unwrap(),
+                            };
+                            accumulate_error = self.backend.axpy(1.0, &buf, dst);
+                        }
+                        plan.accumulators.insert((index, k), buf);
+                    }
+                }
+            }
+            result?;
+            accumulate_error?;
+        }
+        Ok(())
+    }
+
+    /// The value of `node` from the last forward.
+    pub fn value(&self, node: NodeId) -> Result<HostTensor> {
+        self.graph.check_node(node)?;
+        let plan = self.current_plan()?;
+        if !plan.computed[node.index] {
+            return Err(self.not_computed(node.index));
+        }
+        let buf = node_value(&self.graph, &plan.values, &self.tensors, node.index);
+        self.backend.to_host(buf, &plan.shapes[node.index])
+    }
+
+    /// The gradient of `node` from the last backward.
+    pub fn grad(&self, node: NodeId) -> Result<HostTensor> {
+        self.graph.check_node(node)?;
+        if let NodeKind::Param(t) = self.graph.nodes[node.index].kind {
+            return self.tensor_grad(t);
+        }
+        let plan = self.current_plan()?;
+        match &plan.grads[node.index] {
+            Some(buf) if plan.computed[node.index] => {
+                self.backend.to_host(buf, &plan.shapes[node.index])
+            }
+            _ => Err(Error::Graph(format!("node {} has no gradient", node.index))),
+        }
+    }
+
+    /// The current value of a named tensor.
+    pub fn tensor(&self, id: TensorId) -> Result<HostTensor> {
+        let spec = self.spec(id)?;
+        self.backend
+            .to_host(self.tensors[id.0].as_ref().unwrap(), &spec.shape)
+    }
+
+    /// Overwrites a named tensor; the shape must match its declaration.
+    pub fn set_tensor(&mut self, id: TensorId, value: &HostTensor) -> Result<()> {
+        let spec = self.spec(id)?;
+        if value.shape() != &spec.shape {
+            return Err(Error::shape(
+                "set_tensor",
+                format!("'{}' has another shape", spec.name),
+                &[value.shape(), &spec.shape],
+            ));
+        }
+        self.backend
+            .upload(value.data(), self.tensors[id.0].as_mut().unwrap())
+    }
+
+    /// The gradient of a trainable tensor from the last backward.
+    pub fn tensor_grad(&self, id: TensorId) -> Result<HostTensor> {
+        let spec = self.spec(id)?;
+        match &self.tensor_grads[id.0] {
+            Some(buf) if self.grad_written[id.0] => self.backend.to_host(buf, &spec.shape),
+            _ => Err(Error::Graph(format!("'{}' has no gradient", spec.name))),
+        }
+    }
+
+    /// A trainable tensor and its gradient, for an optimiser; `None` when the last backward did
+    /// not reach it.
+    pub fn param_and_grad(&mut self, id: TensorId) -> Result<Option<(&mut B::Buffer, &B::Buffer)>> {
+        self.spec(id)?;
+        if !self.grad_written[id.0] {
+            return Ok(None);
+        }
+        let param = self.tensors[id.0].as_mut().unwrap();
+        Ok(self.tensor_grads[id.0].as_ref().map(|g| (param, g)))
+    }
+
+    /// Number of training forwards run so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    fn spec(&self, id: TensorId) -> Result<&TensorSpec> {
+        self.graph
+            .tensors
+            .get(id.0)
+            .ok_or_else(|| Error::Graph(format!("tensor {} is not in this graph", id.0)))
+    }
+
+    fn plan_key(&self, fed: &[Option<&HostTensor>]) -> Vec<Shape> {
+        self.graph
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.kind, NodeKind::Input { .. }))
+            .map(|(i, n)| fed[i].map_or_else(|| n.shape.clone(), |t| t.shape().clone()))
+            .collect()
+    }
+
+    fn make_plan(&self, input_shapes: &[Shape]) -> Result<Plan<B>> {
+        let mut shapes: Vec<Shape> = Vec::with_capacity(self.graph.nodes.len());
+        let mut next_input = input_shapes.iter();
+        for node in &self.graph.nodes {
+            let shape = match &node.kind {
+                NodeKind::Input { .. } => next_input.next().expect("one key per input").clone(),
+                NodeKind::Param(t) => self.graph.tensors[t.0].shape.clone(),
+                NodeKind::Op { op, inputs } => {
+                    let in_shapes: Vec<&Shape> = inputs.iter().map(|i| &shapes[i.index]).collect();
+                    op.output_shape(&in_shapes)?
+                }
+            };
+            shapes.push(shape);
+        }
+        let mut values = Vec::with_capacity(shapes.len());
+        let mut workspaces = Vec::with_capacity(shapes.len());
+        for (node, shape) in self.graph.nodes.iter().zip(&shapes) {
+            match &node.kind {
+                NodeKind::Param(_) => {
+                    values.push(None);
+                    workspaces.push(Vec::new());
+                }
+                NodeKind::Input { .. } => {
+                    values.push(Some(self.backend.alloc(&TensorDesc::f32(shape.clone()))?));
+                    workspaces.push(Vec::new());
+                }
+                NodeKind::Op { op, inputs } => {
+                    values.push(Some(self.backend.alloc(&TensorDesc::f32(shape.clone()))?));
+                    let in_shapes: Vec<&Shape> = inputs.iter().map(|i| &shapes[i.index]).collect();
+                    let ws = op
+                        .workspace(&in_shapes, shape)
+                        .into_iter()
+                        .map(|s| self.backend.alloc(&TensorDesc::f32(s)))
+                        .collect::<Result<Vec<_>>>()?;
+                    workspaces.push(ws);
+                }
+            }
+        }
+        let n = shapes.len();
+        Ok(Plan {
+            shapes,
+            values,
+            workspaces,
+            grads: (0..n).map(|_| None).collect(),
+            accumulators: HashMap::new(),
+            computed: vec![false; n],
+        })
+    }
+
+    fn current_plan(&self) -> Result<&Plan<B>> {
+        self.current
+            .as_ref()
+            .and_then(|k| self.plans.get(k))
+            .ok_or_else(|| Error::Graph("no forward has run yet".into()))
+    }
+
+    fn current_plan_mut(&mut self) -> Result<&mut Plan<B>> {
+        match self.current.as_ref() {
+            Some(k) => Ok(self.plans.get_mut(k).unwrap()),
+            None => Err(Error::Graph("no forward has run yet".into())),
+        }
+    }
+
+    /// Explains why a node was not computed: the inputs it depends on that were not fed.
+    fn not_computed(&self, index: usize) -> Error {
+        let mut missing = Vec::new();
+        let mut stack = vec![index];
+        let mut seen = vec![false; self.graph.nodes.len()];
+        let computed = self
+            .current_plan()
+            .map(|p| p.computed.clone())
+            .unwrap_or_default();
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            match &self.graph.nodes[i].kind {
+                NodeKind::Input { name, .. } if !computed.get(i).copied().unwrap_or(false) => {
+                    missing.push(name.clone())
+                }
+                NodeKind::Op { inputs, .. } => stack.extend(inputs.iter().map(|n| n.index)),
+                _ => {}
+            }
+        }
+        missing.sort();
+        Error::Graph(format!(
+            "node {index} was not computed: input(s) {} not fed",
+            missing.join(", ")
+        ))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum GradTarget {
+    /// Written straight into the node's gradient buffer (its first contribution).
+    Direct(usize),
+    /// Written to a temporary and added (a later contribution of a fan-out).
+    Accumulate(usize),
+}
+
+/// Which nodes depend on a trainable tensor or a gradient-taking input.
+fn needs_grad<B: Backend>(graph: &Graph<B>) -> Vec<bool> {
+    let mut needs = vec![false; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        needs[i] = match &node.kind {
+            NodeKind::Input { requires_grad, .. } => *requires_grad,
+            NodeKind::Param(t) => graph.tensors[t.0].trainable,
+            NodeKind::Op { op, inputs } => inputs
+                .iter()
+                .enumerate()
+                .any(|(k, n)| op.differentiable(k) && needs[n.index]),
+        };
+    }
+    needs
+}
+
+fn node_value<'a, B: Backend>(
+    graph: &Graph<B>,
+    values: &'a [Option<B::Buffer>],
+    tensors: &'a [Option<B::Buffer>],
+    index: usize,
+) -> &'a B::Buffer {
+    match graph.nodes[index].kind {
+        NodeKind::Param(t) => tensors[t.0].as_ref().expect("tensors are present"),
+        _ => values[index]
+            .as_ref()
+            .expect("values are present between ops"),
+    }
+}
+
+/// The gradient buffer in `slots[index]`, allocated on first use.
+fn grad_slot<'a, B: Backend>(
+    backend: &B,
+    slots: &'a mut [Option<B::Buffer>],
+    index: usize,
+    shape: &Shape,
+) -> Result<&'a mut B::Buffer> {
+    if slots[index].is_none() {
+        slots[index] = Some(backend.alloc(&TensorDesc::f32(shape.clone()))?);
+    }
+    Ok(slots[index].as_mut().unwrap())
+}
+
+fn tensor_seed(seed: u64, index: usize) -> u64 {
+    seed ^ (hash32(index as u32) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn node_seed(seed: u64, step: u64, node: usize) -> u64 {
+    let mixed = hash32(step as u32 ^ hash32(node as u32 ^ hash32((step >> 32) as u32)));
+    seed.rotate_left(17) ^ ((mixed as u64) << 32 | hash32(mixed) as u64)
+}

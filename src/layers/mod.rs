@@ -1,0 +1,1 @@
+//! Layers as functions that add nodes to a graph.
