@@ -7,9 +7,12 @@
 //! Activations are channels-last (NHWC); convolution weights are `[out, kh, kw, in]`.
 
 pub mod backend;
+pub mod data;
 pub mod error;
 pub mod graph;
 pub mod layers;
+pub mod models;
+pub mod optim;
 pub mod tensor;
 
 pub use backend::{Backend, CpuBackend};

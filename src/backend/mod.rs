@@ -267,6 +267,23 @@ pub trait ReduceOps: Memory {
         y: &mut Self::Buffer,
     ) -> Result<()>;
 
+    /// Repeats `x` along the axes where `x_shape` has 1 (or is missing) to fill `y_shape`: the
+    /// adjoint of a sum [`ReduceOps::reduce`]. The default adds `x` to a zero buffer; backends
+    /// override it with a direct kernel.
+    fn broadcast_to(
+        &self,
+        x: &Self::Buffer,
+        x_shape: &Shape,
+        y_shape: &Shape,
+        y: &mut Self::Buffer,
+    ) -> Result<()>
+    where
+        Self: ElementwiseOps,
+    {
+        let zeros = self.alloc(&TensorDesc::f32(y_shape.clone()))?;
+        self.binary(BinaryOp::Add, x, x_shape, &zeros, y_shape, y)
+    }
+
     /// Softmax (or log-softmax when `log`) over the last axis of a `rows × cols` tensor.
     fn softmax(
         &self,

@@ -241,6 +241,14 @@ impl<B: Backend> Graph<B> {
         self.nodes.is_empty()
     }
 
+    /// The ids of the trainable tensors, in declaration order.
+    pub fn trainable_ids(&self) -> Vec<TensorId> {
+        (0..self.tensors.len())
+            .filter(|&i| self.tensors[i].trainable)
+            .map(TensorId)
+            .collect()
+    }
+
     /// Total number of trainable scalars.
     pub fn num_trainable(&self) -> usize {
         self.tensors

@@ -1,14 +1,128 @@
-use crate::backend::cpu::{CpuBackend, CpuBuffer};
+//! Elementwise maps and their gradients, broadcasting binary maps, and seeded dropout.
+//!
+//! Also home to the chunking helpers the other CPU kernels share: work is split into chunks of at
+//! least [`PAR_CHUNK`] elements so that small tensors run on the calling thread without touching
+//! the thread pool.
+
+use rayon::prelude::*;
+
+use crate::backend::cpu::{check_len, CpuBackend, CpuBuffer};
 use crate::backend::*;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Shape;
 
-impl ElementwiseOps for CpuBackend {
-    #[allow(unused_variables, clippy::too_many_arguments)]
-    fn unary(&self, op: UnaryOp, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
-        unimplemented!()
+/// The smallest amount of work (in elements) worth handing to another thread.
+pub(super) const PAR_CHUNK: usize = 1 << 14;
+
+/// Rows of `row_len` elements per parallel block, so a block holds about [`PAR_CHUNK`] elements.
+pub(super) fn rows_per_block(row_len: usize) -> usize {
+    (PAR_CHUNK / row_len.max(1)).max(1)
+}
+
+/// Calls `f(i, chunk)` for the `chunk`-sized pieces of `y` (the `i`-th starts at `i · chunk`),
+/// in parallel when there is more than one piece and on the calling thread otherwise.
+pub(super) fn for_each_chunk_mut<T, F>(y: &mut [T], chunk: usize, f: F)
+where
+    T: Send,
+    F: Fn(usize, &mut [T]) + Sync + Send,
+{
+    let chunk = chunk.max(1);
+    if y.len() <= chunk {
+        if !y.is_empty() {
+            f(0, y);
+        }
+    } else {
+        y.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
     }
-    #[allow(unused_variables, clippy::too_many_arguments)]
+}
+
+/// `y[i] = f(x[i])`; the lengths are checked by the caller.
+fn map1(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32 + Sync + Send) {
+    for_each_chunk_mut(y, PAR_CHUNK, |i, yc| {
+        let xc = &x[i * PAR_CHUNK..i * PAR_CHUNK + yc.len()];
+        for (o, &v) in yc.iter_mut().zip(xc) {
+            *o = f(v);
+        }
+    });
+}
+
+/// `out[i] = f(x[i], y[i], dy[i])`; the lengths are checked by the caller.
+fn map3(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    out: &mut [f32],
+    f: impl Fn(f32, f32, f32) -> f32 + Sync + Send,
+) {
+    for_each_chunk_mut(out, PAR_CHUNK, |i, oc| {
+        let r = i * PAR_CHUNK..i * PAR_CHUNK + oc.len();
+        for (((o, &a), &b), &g) in oc
+            .iter_mut()
+            .zip(&x[r.clone()])
+            .zip(&y[r.clone()])
+            .zip(&dy[r])
+        {
+            *o = f(a, b, g);
+        }
+    });
+}
+
+/// Logistic sigmoid without overflow: `exp` only ever sees a non-positive argument.
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The scale `1 / (1 - p)` of kept elements, after checking that `p` is in `[0, 1)`.
+fn dropout_scale(op: &'static str, p: f32) -> Result<f32> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::invalid(
+            op,
+            format!("dropout probability {p} is not in [0, 1)"),
+        ));
+    }
+    Ok(1.0 / (1.0 - p))
+}
+
+/// `out[i] = src[i] · scale` where element `i` is kept and 0 elsewhere.
+fn dropout_apply(p: f32, scale: f32, seed: u64, src: &[f32], out: &mut [f32]) {
+    let key = rng::seed_key(seed);
+    for_each_chunk_mut(out, PAR_CHUNK, |i, oc| {
+        let start = i * PAR_CHUNK;
+        let sc = &src[start..start + oc.len()];
+        for (k, (o, &v)) in oc.iter_mut().zip(sc).enumerate() {
+            // The mask index is the element index modulo 2^32, the same on every backend.
+            let keep = rng::uniform_keyed(key, (start + k) as u32) >= p;
+            *o = if keep { v * scale } else { 0.0 };
+        }
+    });
+}
+
+impl ElementwiseOps for CpuBackend {
+    fn unary(&self, op: UnaryOp, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
+        check_len("unary", y, x.0.len())?;
+        let (x, y) = (&x.0[..], &mut y.0[..]);
+        match op {
+            UnaryOp::Relu => map1(x, y, |v| if v > 0.0 { v } else { 0.0 }),
+            UnaryOp::Sigmoid => map1(x, y, sigmoid),
+            UnaryOp::Tanh => map1(x, y, f32::tanh),
+            UnaryOp::Exp => map1(x, y, f32::exp),
+            UnaryOp::Log => map1(x, y, f32::ln),
+            UnaryOp::Neg => map1(x, y, |v| -v),
+            UnaryOp::Abs => map1(x, y, f32::abs),
+            UnaryOp::Sqrt => map1(x, y, f32::sqrt),
+            UnaryOp::Square => map1(x, y, |v| v * v),
+            UnaryOp::Affine { scale, shift } => map1(x, y, |v| scale * v + shift),
+        }
+        Ok(())
+    }
+
     fn unary_backward(
         &self,
         op: UnaryOp,
@@ -17,9 +131,35 @@ impl ElementwiseOps for CpuBackend {
         dy: &CpuBuffer,
         dx: &mut CpuBuffer,
     ) -> Result<()> {
-        unimplemented!()
+        let n = x.0.len();
+        check_len("unary_backward", y, n)?;
+        check_len("unary_backward", dy, n)?;
+        check_len("unary_backward", dx, n)?;
+        let (x, y, dy, dx) = (&x.0[..], &y.0[..], &dy.0[..], &mut dx.0[..]);
+        match op {
+            UnaryOp::Relu => map3(x, y, dy, dx, |x, _, g| if x > 0.0 { g } else { 0.0 }),
+            UnaryOp::Sigmoid => map3(x, y, dy, dx, |_, y, g| g * y * (1.0 - y)),
+            UnaryOp::Tanh => map3(x, y, dy, dx, |_, y, g| g * (1.0 - y * y)),
+            UnaryOp::Exp => map3(x, y, dy, dx, |_, y, g| g * y),
+            UnaryOp::Log => map3(x, y, dy, dx, |x, _, g| g / x),
+            UnaryOp::Neg => map3(x, y, dy, dx, |_, _, g| -g),
+            UnaryOp::Abs => map3(x, y, dy, dx, |x, _, g| {
+                // sign(x) with sign(0) = 0, as PyTorch.
+                if x > 0.0 {
+                    g
+                } else if x < 0.0 {
+                    -g
+                } else {
+                    0.0
+                }
+            }),
+            UnaryOp::Sqrt => map3(x, y, dy, dx, |_, y, g| g * 0.5 / y),
+            UnaryOp::Square => map3(x, y, dy, dx, |x, _, g| g * 2.0 * x),
+            UnaryOp::Affine { scale, .. } => map3(x, y, dy, dx, |_, _, g| g * scale),
+        }
+        Ok(())
     }
-    #[allow(unused_variables, clippy::too_many_arguments)]
+
     fn binary(
         &self,
         op: BinaryOp,
@@ -29,21 +169,61 @@ impl ElementwiseOps for CpuBackend {
         b_shape: &Shape,
         y: &mut CpuBuffer,
     ) -> Result<()> {
-        unimplemented!()
+        let out = a_shape.broadcast(b_shape).ok_or_else(|| {
+            Error::shape("binary", "shapes do not broadcast", &[a_shape, b_shape])
+        })?;
+        check_len("binary", a, a_shape.numel())?;
+        check_len("binary", b, b_shape.numel())?;
+        if y.0.len() != out.numel() {
+            return Err(Error::shape(
+                "binary",
+                format!(
+                    "output holds {} elements, the broadcast shape {} elements",
+                    y.0.len(),
+                    out.numel()
+                ),
+                &[a_shape, b_shape, &out],
+            ));
+        }
+        let layout = broadcast::Layout::new(a_shape, b_shape, &out);
+        let (a, b, y) = (&a.0[..], &b.0[..], &mut y.0[..]);
+        match op {
+            BinaryOp::Add => broadcast::apply(&layout, a, b, y, |a, b| a + b),
+            BinaryOp::Sub => broadcast::apply(&layout, a, b, y, |a, b| a - b),
+            BinaryOp::Mul => broadcast::apply(&layout, a, b, y, |a, b| a * b),
+            BinaryOp::Div => broadcast::apply(&layout, a, b, y, |a, b| a / b),
+        }
+        Ok(())
     }
-    #[allow(unused_variables, clippy::too_many_arguments)]
+
     fn fill(&self, y: &mut CpuBuffer, value: f32) -> Result<()> {
-        unimplemented!()
+        for_each_chunk_mut(&mut y.0, PAR_CHUNK, |_, c| c.fill(value));
+        Ok(())
     }
-    #[allow(unused_variables, clippy::too_many_arguments)]
+
     fn axpy(&self, alpha: f32, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
-        unimplemented!()
+        check_len("axpy", y, x.0.len())?;
+        let x = &x.0[..];
+        for_each_chunk_mut(&mut y.0, PAR_CHUNK, |i, yc| {
+            let xc = &x[i * PAR_CHUNK..i * PAR_CHUNK + yc.len()];
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                *o += alpha * v;
+            }
+        });
+        Ok(())
     }
-    #[allow(unused_variables, clippy::too_many_arguments)]
+
     fn dropout_forward(&self, p: f32, seed: u64, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
-        unimplemented!()
+        let scale = dropout_scale("dropout_forward", p)?;
+        check_len("dropout_forward", y, x.0.len())?;
+        if p == 0.0 {
+            y.0.copy_from_slice(&x.0);
+        } else {
+            dropout_apply(p, scale, seed, &x.0, &mut y.0);
+        }
+        Ok(())
     }
-    #[allow(unused_variables, clippy::too_many_arguments)]
+
     fn dropout_backward(
         &self,
         p: f32,
@@ -51,6 +231,258 @@ impl ElementwiseOps for CpuBackend {
         dy: &CpuBuffer,
         dx: &mut CpuBuffer,
     ) -> Result<()> {
-        unimplemented!()
+        let scale = dropout_scale("dropout_backward", p)?;
+        check_len("dropout_backward", dx, dy.0.len())?;
+        if p == 0.0 {
+            dx.0.copy_from_slice(&dy.0);
+        } else {
+            dropout_apply(p, scale, seed, &dy.0, &mut dx.0);
+        }
+        Ok(())
+    }
+}
+
+/// NumPy broadcasting by strides, with the size-1 axes dropped and contiguous axes merged so
+/// that the common cases (equal shapes, a scalar, a bias over leading axes) take fast paths.
+mod broadcast {
+    use super::{for_each_chunk_mut, rows_per_block, PAR_CHUNK};
+    use crate::tensor::Shape;
+
+    /// The output's collapsed axes with the element strides of `a` and `b` along them
+    /// (0 where an operand is broadcast).
+    pub(super) struct Layout {
+        dims: Vec<usize>,
+        sa: Vec<usize>,
+        sb: Vec<usize>,
+    }
+
+    impl Layout {
+        /// The layout of `a ∘ b` into `out`, which must be their broadcast shape.
+        pub(super) fn new(a: &Shape, b: &Shape, out: &Shape) -> Self {
+            let rank = out.rank();
+            let stride_of = |s: &Shape, k: usize| -> usize {
+                // Axis `k` from the end; size-1 and missing axes are broadcast (stride 0).
+                if k >= s.rank() || s.dim_from_end(k) == 1 {
+                    0
+                } else {
+                    s.strides()[s.rank() - 1 - k]
+                }
+            };
+            let mut layout = Layout {
+                dims: Vec::new(),
+                sa: Vec::new(),
+                sb: Vec::new(),
+            };
+            // Walk outermost to innermost, merging an axis into the previous (outer) one when
+            // both operands step through them contiguously.
+            for k in (0..rank).rev() {
+                let d = out.dim_from_end(k);
+                if d == 1 {
+                    continue;
+                }
+                let (sa, sb) = (stride_of(a, k), stride_of(b, k));
+                if let Some(last) = layout.dims.len().checked_sub(1) {
+                    if layout.sa[last] == sa * d && layout.sb[last] == sb * d {
+                        layout.dims[last] *= d;
+                        layout.sa[last] = sa;
+                        layout.sb[last] = sb;
+                        continue;
+                    }
+                }
+                layout.dims.push(d);
+                layout.sa.push(sa);
+                layout.sb.push(sb);
+            }
+            layout
+        }
+    }
+
+    /// One contiguous run of the output: `y[j] = f(a[j·sa], b[j·sb])` with strides 0 or 1.
+    #[inline(always)]
+    fn run<F: Fn(f32, f32) -> f32>(
+        a: &[f32],
+        sa: usize,
+        b: &[f32],
+        sb: usize,
+        y: &mut [f32],
+        f: &F,
+    ) {
+        match (sa, sb) {
+            (1, 1) => {
+                for ((o, &u), &v) in y.iter_mut().zip(a).zip(b) {
+                    *o = f(u, v);
+                }
+            }
+            (1, _) => {
+                let v = b[0];
+                for (o, &u) in y.iter_mut().zip(a) {
+                    *o = f(u, v);
+                }
+            }
+            (_, 1) => {
+                let u = a[0];
+                for (o, &v) in y.iter_mut().zip(b) {
+                    *o = f(u, v);
+                }
+            }
+            _ => y.fill(f(a[0], b[0])),
+        }
+    }
+
+    /// `y = a ∘ b` over `layout`; lengths are checked by the caller.
+    pub(super) fn apply<F>(layout: &Layout, a: &[f32], b: &[f32], y: &mut [f32], f: F)
+    where
+        F: Fn(f32, f32) -> f32 + Sync + Send,
+    {
+        let rank = layout.dims.len();
+        if rank == 0 {
+            // Every axis has size 1: a single element.
+            if let Some(o) = y.first_mut() {
+                *o = f(a[0], b[0]);
+            }
+            return;
+        }
+        let inner = layout.dims[rank - 1];
+        let (sa_in, sb_in) = (layout.sa[rank - 1], layout.sb[rank - 1]);
+        if rank == 1 {
+            // Equal shapes, or one operand a scalar.
+            for_each_chunk_mut(y, PAR_CHUNK, |i, yc| {
+                let start = i * PAR_CHUNK;
+                run(
+                    &a[start * sa_in..],
+                    sa_in,
+                    &b[start * sb_in..],
+                    sb_in,
+                    yc,
+                    &f,
+                );
+            });
+            return;
+        }
+        let block = rows_per_block(inner);
+        if rank == 2 && sa_in == 1 && sb_in == 1 && (layout.sa[0] == 0 || layout.sb[0] == 0) {
+            // One operand repeats for every row: a bias over the leading axes (the hot case).
+            let (sa_out, sb_out) = (layout.sa[0], layout.sb[0]);
+            for_each_chunk_mut(y, block * inner, |i, yc| {
+                for (r, yr) in yc.chunks_mut(inner).enumerate() {
+                    let row = i * block + r;
+                    let ar = &a[row * sa_out..row * sa_out + inner];
+                    let br = &b[row * sb_out..row * sb_out + inner];
+                    run(ar, 1, br, 1, yr, &f);
+                }
+            });
+            return;
+        }
+        // General case: unravel each output row's index into the outer axes.
+        for_each_chunk_mut(y, block * inner, |i, yc| {
+            for (r, yr) in yc.chunks_mut(inner).enumerate() {
+                let (mut rest, mut oa, mut ob) = (i * block + r, 0, 0);
+                for axis in (0..rank - 1).rev() {
+                    let d = layout.dims[axis];
+                    let idx = rest % d;
+                    rest /= d;
+                    oa += idx * layout.sa[axis];
+                    ob += idx * layout.sb[axis];
+                }
+                run(&a[oa..], sa_in, &b[ob..], sb_in, yr, &f);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_adds_rank3_and_rank2() {
+        let be = CpuBackend::new();
+        // a: [2,1,3], b: [4,1] -> y: [2,4,3]
+        let a = CpuBuffer((0..6).map(|v| v as f32).collect());
+        let b = CpuBuffer(vec![10.0, 20.0, 30.0, 40.0]);
+        let mut y = CpuBuffer(vec![0.0; 24]);
+        be.binary(
+            BinaryOp::Add,
+            &a,
+            &Shape::new([2, 1, 3]),
+            &b,
+            &Shape::new([4, 1]),
+            &mut y,
+        )
+        .unwrap();
+        let mut want = Vec::new();
+        for i in 0..2 {
+            for j in 0..4 {
+                for k in 0..3 {
+                    want.push((i * 3 + k) as f32 + b.0[j]);
+                }
+            }
+        }
+        assert_eq!(y.0, want);
+
+        let mut bad = CpuBuffer(vec![0.0; 5]);
+        let err = be.binary(
+            BinaryOp::Add,
+            &a,
+            &Shape::new([2, 1, 3]),
+            &b,
+            &Shape::new([4, 1]),
+            &mut bad,
+        );
+        assert!(matches!(err, Err(Error::Shape { .. })));
+        let err = be.binary(
+            BinaryOp::Add,
+            &a,
+            &Shape::new([2, 3]),
+            &b,
+            &Shape::new([4]),
+            &mut y,
+        );
+        assert!(matches!(err, Err(Error::Shape { .. })));
+    }
+
+    #[test]
+    fn bias_over_leading_axes_and_scalar_divide() {
+        let be = CpuBackend::new();
+        let (rows, c) = (5000, 7); // large enough to run in parallel blocks
+        let x = CpuBuffer((0..rows * c).map(|v| v as f32).collect());
+        let bias = CpuBuffer((0..c).map(|v| -(v as f32)).collect());
+        let mut y = CpuBuffer(vec![0.0; rows * c]);
+        let xs = Shape::new([1, rows, 1, c]);
+        be.binary(BinaryOp::Sub, &bias, &Shape::new([c]), &x, &xs, &mut y)
+            .unwrap();
+        for (i, &v) in y.0.iter().enumerate() {
+            assert_eq!(v, -((i % c) as f32) - i as f32);
+        }
+        let two = CpuBuffer(vec![2.0]);
+        be.binary(BinaryOp::Div, &x, &xs, &two, &Shape::new([]), &mut y)
+            .unwrap();
+        assert_eq!(y.0[101], 50.5);
+    }
+
+    #[test]
+    fn unary_gradients_and_dropout() {
+        let be = CpuBackend::new();
+        let x = CpuBuffer(vec![-1000.0, -2.0, 0.0, 3.0]);
+        let mut y = CpuBuffer(vec![0.0; 4]);
+        be.unary(UnaryOp::Sigmoid, &x, &mut y).unwrap();
+        assert_eq!(y.0[0], 0.0);
+        assert_eq!(y.0[2], 0.5);
+        let dy = CpuBuffer(vec![1.0; 4]);
+        let mut dx = CpuBuffer(vec![0.0; 4]);
+        be.unary(UnaryOp::Abs, &x, &mut y).unwrap();
+        be.unary_backward(UnaryOp::Abs, &x, &y, &dy, &mut dx)
+            .unwrap();
+        assert_eq!(dx.0, vec![-1.0, -1.0, 0.0, 1.0]);
+
+        let n = 40_000;
+        let ones = CpuBuffer(vec![1.0; n]);
+        let mut out = CpuBuffer(vec![0.0; n]);
+        be.dropout_forward(0.25, 7, &ones, &mut out).unwrap();
+        for (i, &v) in out.0.iter().enumerate() {
+            let keep = rng::uniform(7, i as u32) >= 0.25;
+            assert_eq!(v, if keep { 1.0 / 0.75 } else { 0.0 });
+        }
+        assert!(be.dropout_forward(1.0, 7, &ones, &mut out).is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 mod conv;
 mod elementwise;
+mod im2col;
 mod layout;
 mod matmul;
 mod norm;

@@ -1,10 +1,68 @@
-use crate::backend::cpu::{CpuBackend, CpuBuffer};
+//! Batch normalisation over the last axis of a `rows × channels` tensor (NHWC flattened), with
+//! PyTorch's semantics: the biased batch variance normalises, the unbiased one feeds the running
+//! average, and `running = (1 − momentum) · running + momentum · batch`.
+//!
+//! Per-channel statistics are accumulated in f64, in parallel over blocks of rows with one
+//! partial sum per block.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::backend::cpu::elementwise::{for_each_chunk_mut, rows_per_block};
+use crate::backend::cpu::{check_len, CpuBackend, CpuBuffer};
 use crate::backend::*;
-use crate::error::Result;
-use crate::tensor::Shape;
+use crate::error::{Error, Result};
+
+/// `rows · channels`, or an error when it overflows.
+fn numel(op: &'static str, p: &BatchNormParams) -> Result<usize> {
+    p.rows
+        .checked_mul(p.channels)
+        .ok_or_else(|| Error::invalid(op, format!("{p:?} overflows")))
+}
+
+/// Sums of `width` f64 accumulators over `rows` rows: `add(range, acc)` adds the rows of one
+/// block into `acc`; blocks run in parallel and their partial sums are added together.
+fn sum_rows<F>(rows: usize, channels: usize, width: usize, add: F) -> Vec<f64>
+where
+    F: Fn(Range<usize>, &mut [f64]) + Sync + Send,
+{
+    let block = rows_per_block(channels);
+    let blocks = rows.div_ceil(block);
+    let zeros = || vec![0.0f64; width];
+    let run = |mut acc: Vec<f64>, b: usize| {
+        add(b * block..((b + 1) * block).min(rows), &mut acc);
+        acc
+    };
+    if blocks <= 1 {
+        return run(zeros(), 0);
+    }
+    (0..blocks)
+        .into_par_iter()
+        .fold(zeros, run)
+        .reduce(zeros, |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
+            a
+        })
+}
+
+/// `y = (x − mean) · scale + shift` per channel, in parallel over row blocks.
+fn normalise(x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+    let c = mean.len();
+    let block = rows_per_block(c);
+    for_each_chunk_mut(y, block * c, |i, yc| {
+        let start = i * block * c;
+        let xc = &x[start..start + yc.len()];
+        for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
+            for j in 0..c {
+                yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
+            }
+        }
+    });
+}
 
 impl NormOps for CpuBackend {
-    #[allow(unused_variables, clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_train(
         &self,
         p: &BatchNormParams,
@@ -17,9 +75,69 @@ impl NormOps for CpuBackend {
         running_mean: &mut CpuBuffer,
         running_var: &mut CpuBuffer,
     ) -> Result<()> {
-        unimplemented!()
+        const OP: &str = "batch_norm_train";
+        p.validate(OP)?;
+        if p.rows < 2 {
+            // The unbiased variance needs two values, and PyTorch refuses one too.
+            return Err(Error::invalid(
+                OP,
+                "expected more than one value per channel when training",
+            ));
+        }
+        let (n, c) = (p.rows, p.channels);
+        let len = numel(OP, p)?;
+        check_len(OP, x, len)?;
+        check_len(OP, y, len)?;
+        for buf in [
+            gamma,
+            beta,
+            &*save_mean,
+            &*save_invstd,
+            &*running_mean,
+            &*running_var,
+        ] {
+            check_len(OP, buf, c)?;
+        }
+        let x = &x.0[..];
+
+        // Σ(x − k) and Σ(x − k)² with k the first row: shifting by a sample of the channel keeps
+        // the one-pass variance free of cancellation when the mean is large.
+        let shift = &x[..c];
+        let sums = sum_rows(n, c, 2 * c, |rows, acc| {
+            let (s, q) = acc.split_at_mut(c);
+            for r in rows {
+                let xr = &x[r * c..(r + 1) * c];
+                for j in 0..c {
+                    let d = xr[j] as f64 - shift[j] as f64;
+                    s[j] += d;
+                    q[j] += d * d;
+                }
+            }
+        });
+
+        let nf = n as f64;
+        let m = p.momentum as f64;
+        let mut mean = vec![0.0f32; c];
+        let mut scale = vec![0.0f32; c];
+        for j in 0..c {
+            let d_mean = sums[j] / nf;
+            let var = (sums[c + j] / nf - d_mean * d_mean).max(0.0);
+            let mu = shift[j] as f64 + d_mean;
+            let invstd = 1.0 / (var + p.eps as f64).sqrt();
+            mean[j] = mu as f32;
+            scale[j] = (gamma.0[j] as f64 * invstd) as f32;
+            save_mean.0[j] = mu as f32;
+            save_invstd.0[j] = invstd as f32;
+            let rm = &mut running_mean.0[j];
+            *rm = ((1.0 - m) * *rm as f64 + m * mu) as f32;
+            let rv = &mut running_var.0[j];
+            *rv = ((1.0 - m) * *rv as f64 + m * var * nf / (nf - 1.0)) as f32;
+        }
+        normalise(x, &mean, &scale, &beta.0, &mut y.0);
+        Ok(())
     }
-    #[allow(unused_variables, clippy::too_many_arguments)]
+
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_inference(
         &self,
         p: &BatchNormParams,
@@ -30,9 +148,25 @@ impl NormOps for CpuBackend {
         running_var: &CpuBuffer,
         y: &mut CpuBuffer,
     ) -> Result<()> {
-        unimplemented!()
+        const OP: &str = "batch_norm_inference";
+        p.validate(OP)?;
+        let len = numel(OP, p)?;
+        check_len(OP, x, len)?;
+        check_len(OP, y, len)?;
+        for buf in [gamma, beta, running_mean, running_var] {
+            check_len(OP, buf, p.channels)?;
+        }
+        let scale: Vec<f32> = gamma
+            .0
+            .iter()
+            .zip(&running_var.0)
+            .map(|(&g, &v)| (g as f64 / (v as f64 + p.eps as f64).sqrt()) as f32)
+            .collect();
+        normalise(&x.0, &running_mean.0, &scale, &beta.0, &mut y.0);
+        Ok(())
     }
-    #[allow(unused_variables, clippy::too_many_arguments)]
+
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(
         &self,
         p: &BatchNormParams,
@@ -45,6 +179,180 @@ impl NormOps for CpuBackend {
         dgamma: &mut CpuBuffer,
         dbeta: &mut CpuBuffer,
     ) -> Result<()> {
-        unimplemented!()
+        const OP: &str = "batch_norm_backward";
+        p.validate(OP)?;
+        let (n, c) = (p.rows, p.channels);
+        let len = numel(OP, p)?;
+        check_len(OP, x, len)?;
+        check_len(OP, dy, len)?;
+        check_len(OP, dx, len)?;
+        for buf in [gamma, save_mean, save_invstd, &*dgamma, &*dbeta] {
+            check_len(OP, buf, c)?;
+        }
+        let (x, dy, mean, invstd) = (&x.0[..], &dy.0[..], &save_mean.0[..], &save_invstd.0[..]);
+
+        // Σ dy and Σ dy·(x − mean) per channel.
+        let sums = sum_rows(n, c, 2 * c, |rows, acc| {
+            let (s, t) = acc.split_at_mut(c);
+            for r in rows {
+                let (xr, gr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
+                for j in 0..c {
+                    let g = gr[j] as f64;
+                    s[j] += g;
+                    t[j] += g * (xr[j] - mean[j]) as f64;
+                }
+            }
+        });
+
+        // dx = γ·invstd · (dy − dβ/N − x̂ · dγ/N), with x̂ = (x − mean)·invstd, written as
+        // a · (dy − b − (x − mean) · k) per channel.
+        let nf = n as f64;
+        let mut a = vec![0.0f32; c];
+        let mut b = vec![0.0f32; c];
+        let mut k = vec![0.0f32; c];
+        for j in 0..c {
+            let is = invstd[j] as f64;
+            let db = sums[j];
+            let dg = sums[c + j] * is;
+            dbeta.0[j] = db as f32;
+            dgamma.0[j] = dg as f32;
+            a[j] = (gamma.0[j] as f64 * is) as f32;
+            b[j] = (db / nf) as f32;
+            k[j] = (dg * is / nf) as f32;
+        }
+        let block = rows_per_block(c);
+        for_each_chunk_mut(&mut dx.0, block * c, |i, dxc| {
+            let start = i * block * c;
+            let rows = x[start..start + dxc.len()]
+                .chunks_exact(c)
+                .zip(dy[start..start + dxc.len()].chunks_exact(c));
+            for ((xr, gr), dr) in rows.zip(dxc.chunks_exact_mut(c)) {
+                for j in 0..c {
+                    dr[j] = a[j] * (gr[j] - b[j] - (xr[j] - mean[j]) * k[j]);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(rows: usize, channels: usize) -> BatchNormParams {
+        BatchNormParams {
+            rows,
+            channels,
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+
+    /// Per-channel mean and biased variance in f64.
+    fn stats(v: &[f32], c: usize) -> Vec<(f64, f64)> {
+        let n = (v.len() / c) as f64;
+        (0..c)
+            .map(|j| {
+                let col: Vec<f64> = v.iter().skip(j).step_by(c).map(|&a| a as f64).collect();
+                let m = col.iter().sum::<f64>() / n;
+                (m, col.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn train_normalises_and_updates_running_stats() {
+        let be = CpuBackend::new();
+        let (n, c) = (3000, 3); // several parallel blocks
+                                // Channel 2 has a large mean, to exercise the shifted accumulation.
+        let x: Vec<f32> = (0..n * c)
+            .map(|i| ((i * 7919) % 113) as f32 * 0.05 + if i % c == 2 { 1000.0 } else { 0.0 })
+            .collect();
+        let ones = CpuBuffer(vec![1.0; c]);
+        let zeros = CpuBuffer(vec![0.0; c]);
+        let mut y = CpuBuffer(vec![0.0; n * c]);
+        let (mut sm, mut si) = (zeros.clone(), zeros.clone());
+        let (mut rm, mut rv) = (zeros.clone(), ones.clone());
+        let xb = CpuBuffer(x.clone());
+        be.batch_norm_train(
+            &params(n, c),
+            &xb,
+            &ones,
+            &zeros,
+            &mut y,
+            &mut sm,
+            &mut si,
+            &mut rm,
+            &mut rv,
+        )
+        .unwrap();
+        let want = stats(&x, c);
+        for (j, &(m, v)) in want.iter().enumerate() {
+            assert!((sm.0[j] as f64 - m).abs() < 1e-4 * m.abs().max(1.0));
+            assert!((rm.0[j] as f64 - 0.1 * m).abs() < 1e-4 * m.abs().max(1.0));
+            let unbiased = v * n as f64 / (n - 1) as f64;
+            assert!((rv.0[j] as f64 - (0.9 + 0.1 * unbiased)).abs() < 1e-5);
+        }
+        for (m, v) in stats(&y.0, c) {
+            assert!(m.abs() < 1e-4, "mean {m}");
+            assert!((v - 1.0).abs() < 1e-3, "var {v}");
+        }
+        let err = be.batch_norm_train(
+            &params(1, c),
+            &zeros,
+            &ones,
+            &zeros,
+            &mut y,
+            &mut sm,
+            &mut si,
+            &mut rm,
+            &mut rv,
+        );
+        assert!(matches!(err, Err(Error::InvalidArgument { .. })));
+    }
+
+    #[test]
+    fn backward_matches_the_closed_form() {
+        let be = CpuBackend::new();
+        // One channel, x = [0, 1, 2, 3]: mean 1.5, biased var 1.25.
+        let x = CpuBuffer(vec![0.0, 1.0, 2.0, 3.0]);
+        let dy = CpuBuffer(vec![1.0, 0.0, 0.0, 2.0]);
+        let gamma = CpuBuffer(vec![2.0]);
+        let mean = CpuBuffer(vec![1.5]);
+        let is = 1.0 / (1.25f64 + 1e-5).sqrt();
+        let invstd = CpuBuffer(vec![is as f32]);
+        let (mut dx, mut dg, mut db) = (
+            CpuBuffer(vec![0.0; 4]),
+            CpuBuffer(vec![0.0]),
+            CpuBuffer(vec![0.0]),
+        );
+        be.batch_norm_backward(
+            &params(4, 1),
+            &x,
+            &dy,
+            &gamma,
+            &mean,
+            &invstd,
+            &mut dx,
+            &mut dg,
+            &mut db,
+        )
+        .unwrap();
+        let xhat: Vec<f64> = [0.0, 1.0, 2.0, 3.0]
+            .iter()
+            .map(|v| (v - 1.5) * is)
+            .collect();
+        let dgw = 1.0 * xhat[0] + 2.0 * xhat[3];
+        assert_eq!(db.0[0], 3.0);
+        assert!((dg.0[0] as f64 - dgw).abs() < 1e-5);
+        for (i, &g) in [1.0, 0.0, 0.0, 2.0].iter().enumerate() {
+            let want = 2.0 * is / 4.0 * (4.0 * g - 3.0 - xhat[i] * dgw);
+            assert!(
+                (dx.0[i] as f64 - want).abs() < 1e-5,
+                "{i}: {} vs {want}",
+                dx.0[i]
+            );
+        }
     }
 }

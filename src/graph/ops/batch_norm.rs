@@ -1,0 +1,206 @@
+//! Batch normalisation over the last axis (channels of NHWC, features of N×C), PyTorch semantics.
+
+use crate::backend::{Backend, BatchNormParams, BinaryOp, ReduceOp, UnaryOp};
+use crate::error::{Error, Result};
+use crate::graph::{BackwardCtx, ForwardCtx, Mode, Op, TensorId};
+use crate::tensor::{Shape, TensorDesc};
+
+/// Inputs `[x, gamma, beta]`; state `[running_mean, running_var]`. Training mode normalises with
+/// the batch statistics and updates the running ones; evaluation mode uses the running ones.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    pub eps: f32,
+    pub momentum: f32,
+    pub running_mean: TensorId,
+    pub running_var: TensorId,
+}
+
+impl BatchNorm {
+    fn params(&self, x: &Shape) -> BatchNormParams {
+        let channels = x.last();
+        BatchNormParams {
+            rows: x.numel() / channels.max(1),
+            channels,
+            eps: self.eps,
+            momentum: self.momentum,
+        }
+    }
+}
+
+impl<B: Backend> Op<B> for BatchNorm {
+    fn name(&self) -> &'static str {
+        "batch_norm"
+    }
+
+    fn output_shape(&self, inputs: &[&Shape]) -> Result<Shape> {
+        super::expect_inputs("batch_norm", inputs, 3)?;
+        let (x, gamma, beta) = (inputs[0], inputs[1], inputs[2]);
+        let c = x.last();
+        if x.rank() < 2 || gamma.dims() != [c] || beta.dims() != [c] {
+            return Err(Error::shape(
+                "batch_norm",
+                "expected x [..., C] with gamma and beta [C]",
+                &[x, gamma, beta],
+            ));
+        }
+        self.params(x).validate("batch_norm")?;
+        Ok(x.clone())
+    }
+
+    /// Saved batch mean and 1/sqrt(var + eps), per channel.
+    fn workspace(&self, inputs: &[&Shape], _output: &Shape) -> Vec<Shape> {
+        let c = inputs[0].last();
+        vec![Shape::new([c]), Shape::new([c])]
+    }
+
+    fn state(&self) -> Vec<TensorId> {
+        vec![self.running_mean, self.running_var]
+    }
+
+    fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
+        let p = self.params(cx.input_shapes[0]);
+        let [x, gamma, beta] = [cx.inputs[0], cx.inputs[1], cx.inputs[2]];
+        let [running_mean, running_var] = cx.state else {
+            return Err(Error::Graph(
+                "batch_norm: expected two state tensors".into(),
+            ));
+        };
+        match cx.mode {
+            Mode::Train => {
+                let [save_mean, save_invstd] = cx.workspace else {
+                    return Err(Error::Graph("batch_norm: expected two workspaces".into()));
+                };
+                cx.backend.batch_norm_train(
+                    &p,
+                    x,
+                    gamma,
+                    beta,
+                    cx.output,
+                    save_mean,
+                    save_invstd,
+                    running_mean,
+                    running_var,
+                )
+            }
+            Mode::Eval => cx.backend.batch_norm_inference(
+                &p,
+                x,
+                gamma,
+                beta,
+                running_mean,
+                running_var,
+                cx.output,
+            ),
+        }
+    }
+
+    fn backward(&self, cx: BackwardCtx<'_, B>) -> Result<()> {
+        let p = self.params(cx.input_shapes[0]);
+        let b = cx.backend;
+        let (x, gamma) = (cx.inputs[0], cx.inputs[1]);
+        let x_shape = cx.input_shapes[0];
+        let [save_mean, save_invstd] = cx.workspace else {
+            return Err(Error::Graph("batch_norm: expected two workspaces".into()));
+        };
+        let mut grads = cx.grad_inputs.into_iter();
+        let (dx, dgamma, dbeta) = (
+            grads.next().flatten(),
+            grads.next().flatten(),
+            grads.next().flatten(),
+        );
+        if cx.mode == Mode::Eval {
+            return eval_backward(
+                b,
+                &p,
+                x,
+                x_shape,
+                gamma,
+                cx.state,
+                cx.grad_output,
+                [dx, dgamma, dbeta],
+            );
+        }
+        // The fused kernel writes all three gradients; lend it temporaries for those not wanted.
+        let channel = TensorDesc::f32([p.channels]);
+        let mut spare_dx = None;
+        let mut spare_dgamma = None;
+        let mut spare_dbeta = None;
+        let dx = match dx {
+            Some(g) => g,
+            None => spare_dx.insert(b.alloc(&TensorDesc::f32(x_shape.clone()))?),
+        };
+        let dgamma = match dgamma {
+            Some(g) => g,
+            None => spare_dgamma.insert(b.alloc(&channel)?),
+        };
+        let dbeta = match dbeta {
+            Some(g) => g,
+            None => spare_dbeta.insert(b.alloc(&channel)?),
+        };
+        b.batch_norm_backward(
+            &p,
+            x,
+            cx.grad_output,
+            gamma,
+            save_mean,
+            save_invstd,
+            dx,
+            dgamma,
+            dbeta,
+        )
+    }
+}
+
+/// Evaluation mode is an affine map per channel, `y = (x − μ)·s·γ + β` with `s = 1/sqrt(σ² + eps)`:
+/// dx = dy·γ·s, dγ = Σ dy·(x − μ)·s, dβ = Σ dy.
+#[allow(clippy::too_many_arguments)]
+fn eval_backward<B: Backend>(
+    b: &B,
+    p: &BatchNormParams,
+    x: &B::Buffer,
+    x_shape: &Shape,
+    gamma: &B::Buffer,
+    state: &[&B::Buffer],
+    dy: &B::Buffer,
+    [dx, dgamma, dbeta]: [Option<&mut B::Buffer>; 3],
+) -> Result<()> {
+    let [running_mean, running_var] = state else {
+        return Err(Error::Graph(
+            "batch_norm: expected two state tensors".into(),
+        ));
+    };
+    let c = Shape::new([p.channels]);
+    let channel = TensorDesc::f32(c.clone());
+    let full = TensorDesc::f32(x_shape.clone());
+    // s = 1 / sqrt(var + eps)
+    let mut t = b.alloc(&channel)?;
+    let mut s = b.alloc(&channel)?;
+    b.unary(
+        UnaryOp::Affine {
+            scale: 1.0,
+            shift: p.eps,
+        },
+        running_var,
+        &mut t,
+    )?;
+    b.unary(UnaryOp::Sqrt, &t, &mut s)?;
+    b.fill(&mut t, 1.0)?;
+    let mut inv = b.alloc(&channel)?;
+    b.binary(BinaryOp::Div, &t, &c, &s, &c, &mut inv)?;
+    if let Some(dx) = dx {
+        b.binary(BinaryOp::Mul, gamma, &c, &inv, &c, &mut s)?;
+        b.binary(BinaryOp::Mul, dy, x_shape, &s, &c, dx)?;
+    }
+    if let Some(dbeta) = dbeta {
+        b.reduce(ReduceOp::Sum, dy, x_shape, &c, dbeta)?;
+    }
+    if let Some(dgamma) = dgamma {
+        let mut centred = b.alloc(&full)?;
+        let mut scaled = b.alloc(&full)?;
+        b.binary(BinaryOp::Sub, x, x_shape, running_mean, &c, &mut centred)?;
+        b.binary(BinaryOp::Mul, &centred, x_shape, &inv, &c, &mut scaled)?;
+        b.binary(BinaryOp::Mul, &scaled, x_shape, dy, x_shape, &mut centred)?;
+        b.reduce(ReduceOp::Sum, &centred, x_shape, &c, dgamma)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Networks built from layers.
+
+pub mod unet;
+
+pub use unet::{UNet, UNetConfig, Upsampling};

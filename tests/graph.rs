@@ -1,0 +1,320 @@
+//! The graph and executor on the CPU backend: autodiff through every layer against finite
+//! differences, gradient accumulation over fan-out, parameter names and initialisation, buffer
+//! planning per shape, and typed errors on bad graphs.
+
+use magnet::layers::{self, BatchNormConfig, ConvConfig};
+use magnet::{CpuBackend, Error, Executor, Graph, HostTensor, Mode, NodeId};
+use rand::Rng;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn random(shape: &[usize], seed: u64) -> HostTensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    HostTensor::new(
+        shape.to_vec(),
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect(),
+    )
+    .unwrap()
+}
+
+/// A small net touching every differentiable layer: conv (stride 2, padding), batch norm, tanh,
+/// max pool, bilinear upsampling, concat skip, transposed conv, residual add (fan-out of `a`),
+/// sigmoid, flatten, dense, log-softmax; the loss is Σ y·r for a random r.
+struct Net {
+    graph: Graph<CpuBackend>,
+    x: NodeId,
+    r: NodeId,
+    loss: NodeId,
+}
+
+fn build_net() -> Net {
+    let mut g = Graph::new();
+    let x = g.input_with_grad("x", [2, 9, 7, 3]).unwrap();
+    let a = layers::conv2d(&mut g, "c1", x, ConvConfig::new(5, 3).padding(1)).unwrap();
+    let a = layers::batchnorm2d(&mut g, "bn1", a, BatchNormConfig::default()).unwrap();
+    let a = layers::tanh(&mut g, a).unwrap(); // [2, 9, 7, 5]
+    let p = layers::maxpool2d(&mut g, a, 2, 2).unwrap(); // [2, 4, 3, 5]
+    let p = layers::conv2d(&mut g, "c2", p, ConvConfig::new(6, 3).padding(1)).unwrap();
+    let u = layers::upsample_bilinear2d(&mut g, p, 2, false).unwrap(); // [2, 8, 6, 6]
+    let s = layers::conv2d(&mut g, "c3", a, ConvConfig::new(4, 2)).unwrap(); // [2, 8, 6, 4]
+    let cat = layers::concat(&mut g, &[s, u]).unwrap(); // [2, 8, 6, 10]
+    let d = layers::conv2d(&mut g, "down", cat, ConvConfig::new(7, 2).stride(2)).unwrap(); // [2, 4, 3, 7]
+    let t = layers::conv2d_transpose(&mut g, "up", d, ConvConfig::new(4, 2).stride(2)).unwrap(); // [2, 8, 6, 4]
+    let res = layers::add(&mut g, t, s).unwrap();
+    let res = layers::sigmoid(&mut g, res).unwrap();
+    let f = layers::flatten(&mut g, res).unwrap();
+    let logits = layers::dense(&mut g, "fc", f, 3).unwrap();
+    let y = layers::log_softmax(&mut g, logits).unwrap();
+    let r = g.input("r", [2, 3]).unwrap();
+    let weighted = layers::mul(&mut g, y, r).unwrap();
+    let loss = layers::sum(&mut g, weighted).unwrap();
+    Net {
+        graph: g,
+        x,
+        r,
+        loss,
+    }
+}
+
+fn loss_at(
+    exec: &mut Executor<CpuBackend>,
+    net: (NodeId, NodeId, NodeId),
+    x: &HostTensor,
+    r: &HostTensor,
+) -> f64 {
+    exec.forward(&[(net.0, x), (net.1, r)], Mode::Train)
+        .unwrap();
+    exec.value(net.2).unwrap().data()[0] as f64
+}
+
+#[test]
+fn every_layer_backward_matches_finite_differences() {
+    let net = build_net();
+    let ids = (net.x, net.r, net.loss);
+    let names: Vec<String> = net
+        .graph
+        .tensors()
+        .iter()
+        .filter(|t| t.trainable)
+        .map(|t| t.name.clone())
+        .collect();
+    let mut exec = Executor::new(CpuBackend::new(), net.graph, 7).unwrap();
+    let x = random(&[2, 9, 7, 3], 1);
+    let r = random(&[2, 3], 2);
+    loss_at(&mut exec, ids, &x, &r);
+    exec.backward(ids.2).unwrap();
+
+    // Central differences in f32 with h = 1e-2: truncation error O(h²) ≈ 1e-4 relative to the
+    // curvature, rounding error ≈ 1e-7·|L|/h ≈ 1e-4; so 2e-2 relative + 2e-3 absolute is a
+    // margin of ~10× while a wrong gradient (sign, missing term, lost fan-out) is off by O(1).
+    let h = 1e-2f32;
+    let tol =
+        |analytic: f64, numeric: f64| (analytic - numeric).abs() <= 2e-3 + 2e-2 * numeric.abs();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+
+    let dx = exec.grad(ids.0).unwrap();
+    for _ in 0..12 {
+        let i = rng.random_range(0..x.data().len());
+        let mut xp = x.clone();
+        xp.data_mut()[i] += h;
+        let mut xm = x.clone();
+        xm.data_mut()[i] -= h;
+        let numeric = (loss_at(&mut exec, ids, &xp, &r) - loss_at(&mut exec, ids, &xm, &r))
+            / (2.0 * h as f64);
+        let analytic = dx.data()[i] as f64;
+        assert!(
+            tol(analytic, numeric),
+            "dL/dx[{i}]: analytic {analytic}, numeric {numeric}"
+        );
+    }
+
+    for name in &names {
+        let id = exec.graph().tensor_id(name).unwrap();
+        let grad = exec.tensor_grad(id).unwrap();
+        let value = exec.tensor(id).unwrap();
+        for _ in 0..4 {
+            let i = rng.random_range(0..value.data().len());
+            let mut plus = value.clone();
+            plus.data_mut()[i] += h;
+            exec.set_tensor(id, &plus).unwrap();
+            let lp = loss_at(&mut exec, ids, &x, &r);
+            let mut minus = value.clone();
+            minus.data_mut()[i] -= h;
+            exec.set_tensor(id, &minus).unwrap();
+            let lm = loss_at(&mut exec, ids, &x, &r);
+            exec.set_tensor(id, &value).unwrap();
+            let numeric = (lp - lm) / (2.0 * h as f64);
+            let analytic = grad.data()[i] as f64;
+            assert!(
+                tol(analytic, numeric),
+                "dL/d{name}[{i}]: analytic {analytic}, numeric {numeric}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gradients_sum_over_any_number_of_consumers() {
+    // y = x + x + x·x + relu(x): dy/dx = 2 + 2x + [x > 0]; x feeds five uses in four ops.
+    let mut g = Graph::<CpuBackend>::new();
+    let x = g.input_with_grad("x", [5]).unwrap();
+    let a = layers::add(&mut g, x, x).unwrap();
+    let b = layers::mul(&mut g, x, x).unwrap();
+    let c = layers::relu(&mut g, x).unwrap();
+    let ab = layers::add(&mut g, a, b).unwrap();
+    let y = layers::add(&mut g, ab, c).unwrap();
+    let loss = layers::sum(&mut g, y).unwrap();
+    let mut exec = Executor::new(CpuBackend::new(), g, 0).unwrap();
+    let xv = HostTensor::new([5], vec![-2.0, -0.5, 0.25, 1.0, 3.0]).unwrap();
+    for _ in 0..2 {
+        // Twice: the second backward must overwrite, not add to, the first one's gradients.
+        exec.forward(&[(x, &xv)], Mode::Train).unwrap();
+        exec.backward(loss).unwrap();
+        let dx = exec.grad(x).unwrap();
+        for (&xi, &gi) in xv.data().iter().zip(dx.data()) {
+            let want = 2.0 + 2.0 * xi + if xi > 0.0 { 1.0 } else { 0.0 };
+            assert!((gi - want).abs() < 1e-6, "x = {xi}: got {gi}, want {want}");
+        }
+    }
+}
+
+#[test]
+fn parameters_are_named_and_initialised_like_pytorch() {
+    let mut g = Graph::<CpuBackend>::new();
+    let x = g.input("x", [1, 8, 8, 16]).unwrap();
+    let y = layers::conv2d(
+        &mut g,
+        "inc.double_conv.0",
+        x,
+        ConvConfig::new(32, 3).padding(1),
+    )
+    .unwrap();
+    let y =
+        layers::batchnorm2d(&mut g, "inc.double_conv.1", y, BatchNormConfig::default()).unwrap();
+    layers::conv2d_transpose(&mut g, "up1.up", y, ConvConfig::new(8, 2).stride(2)).unwrap();
+    let names: Vec<&str> = g.tensors().iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "inc.double_conv.0.weight",
+            "inc.double_conv.0.bias",
+            "inc.double_conv.1.weight",
+            "inc.double_conv.1.bias",
+            "inc.double_conv.1.running_mean",
+            "inc.double_conv.1.running_var",
+            "up1.up.weight",
+            "up1.up.bias",
+        ]
+    );
+    let exec = Executor::new(CpuBackend::new(), g, 1).unwrap();
+    let tensor = |name: &str| exec.tensor(exec.graph().tensor_id(name).unwrap()).unwrap();
+    // Conv2d: Kaiming-uniform (a = √5) gives bound 1/√fan_in with fan_in = 16·3·3.
+    let w = tensor("inc.double_conv.0.weight");
+    assert_eq!(w.shape().dims(), &[32, 3, 3, 16]);
+    let bound = 1.0 / (16.0f32 * 9.0).sqrt();
+    assert!(w.data().iter().all(|v| v.abs() <= bound));
+    // A uniform sample of 4608 values reaches past 95% of its bound and has variance bound²/3.
+    assert!(w.data().iter().any(|v| v.abs() > 0.95 * bound));
+    let var = w.data().iter().map(|v| v * v).sum::<f32>() / w.data().len() as f32;
+    assert!(
+        (var / (bound * bound / 3.0) - 1.0).abs() < 0.1,
+        "variance {var}"
+    );
+    // ConvTranspose2d: weights [in, kh, kw, out], fan_in = out·kh·kw = 8·2·2.
+    let wt = tensor("up1.up.weight");
+    assert_eq!(wt.shape().dims(), &[32, 2, 2, 8]);
+    assert!(wt.data().iter().all(|v| v.abs() <= 1.0 / 32f32.sqrt()));
+    assert!(tensor("inc.double_conv.1.weight")
+        .data()
+        .iter()
+        .all(|&v| v == 1.0));
+    assert!(tensor("inc.double_conv.1.running_var")
+        .data()
+        .iter()
+        .all(|&v| v == 1.0));
+    assert!(tensor("inc.double_conv.1.running_mean")
+        .data()
+        .iter()
+        .all(|&v| v == 0.0));
+}
+
+#[test]
+fn same_seed_same_weights_and_running_stats_update_only_in_training() {
+    let build = || {
+        let mut g = Graph::<CpuBackend>::new();
+        let x = g.input("x", [4, 3, 3, 2]).unwrap();
+        let y = layers::batchnorm2d(&mut g, "bn", x, BatchNormConfig::default()).unwrap();
+        let y = layers::conv2d(&mut g, "conv", y, ConvConfig::new(3, 1)).unwrap();
+        (g, x, y)
+    };
+    let (g1, x, y) = build();
+    let (g2, _, _) = build();
+    let mut e1 = Executor::new(CpuBackend::new(), g1, 42).unwrap();
+    let e2 = Executor::new(CpuBackend::new(), g2, 42).unwrap();
+    let conv = e1.graph().tensor_id("conv.weight").unwrap();
+    assert_eq!(e1.tensor(conv).unwrap(), e2.tensor(conv).unwrap());
+
+    let input = random(&[4, 3, 3, 2], 5);
+    let mean = e1.graph().tensor_id("bn.running_mean").unwrap();
+    e1.forward(&[(x, &input)], Mode::Eval).unwrap();
+    assert!(e1.tensor(mean).unwrap().data().iter().all(|&v| v == 0.0));
+    let eval_out = e1.value(y).unwrap();
+    e1.forward(&[(x, &input)], Mode::Train).unwrap();
+    let running = e1.tensor(mean).unwrap();
+    // running_mean = 0.9·0 + 0.1·batch_mean.
+    for c in 0..2 {
+        let batch_mean: f32 = input.data().iter().skip(c).step_by(2).sum::<f32>() / 36.0;
+        assert!((running.data()[c] - 0.1 * batch_mean).abs() < 1e-6);
+    }
+    assert_ne!(e1.value(y).unwrap(), eval_out);
+}
+
+#[test]
+fn plans_once_per_input_shape_and_follows_a_new_batch_size() {
+    let mut g = Graph::<CpuBackend>::new();
+    let x = g.input("x", [2, 6, 6, 3]).unwrap();
+    let y = layers::conv2d(&mut g, "conv", x, ConvConfig::new(4, 3).padding(1)).unwrap();
+    let pooled = layers::maxpool2d(&mut g, y, 2, 2).unwrap();
+    let mut exec = Executor::new(CpuBackend::new(), g, 3).unwrap();
+    let big = random(&[2, 6, 6, 3], 1);
+    let small = HostTensor::new([1, 6, 6, 3], big.data()[..108].to_vec()).unwrap();
+    exec.forward(&[(x, &big)], Mode::Eval).unwrap();
+    let out_big = exec.value(pooled).unwrap();
+    exec.forward(&[(x, &small)], Mode::Eval).unwrap();
+    let out_small = exec.value(pooled).unwrap();
+    assert_eq!(out_small.shape().dims(), &[1, 3, 3, 4]);
+    // The first image gives the same result at batch 1 as at batch 2.
+    assert_eq!(out_small.data(), &out_big.data()[..36]);
+}
+
+#[test]
+fn bad_graphs_are_typed_errors() {
+    let mut g = Graph::<CpuBackend>::new();
+    let x = g.input("x", [1, 5, 5, 3]).unwrap();
+    let labels = g.input("labels", [1, 5, 5, 4]).unwrap();
+    // Wrong channel count for a concat partner is fine; a mismatched spatial size is not.
+    let small = g.input("small", [1, 4, 4, 3]).unwrap();
+    let err = layers::concat(&mut g, &[x, small]).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "concat", .. }), "{err}");
+    assert!(err.to_string().contains("[1, 5, 5, 3]"), "{err}");
+    let err = layers::add(&mut g, x, small).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "add", .. }), "{err}");
+    // A kernel larger than the padded input.
+    let err = layers::conv2d(&mut g, "big", x, ConvConfig::new(2, 7)).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "conv2d", .. }), "{err}");
+    // Duplicate names.
+    assert!(matches!(g.input("x", [1]).unwrap_err(), Error::Graph(_)));
+    layers::conv2d(&mut g, "conv", x, ConvConfig::new(2, 3)).unwrap();
+    let err = layers::conv2d(&mut g, "conv", x, ConvConfig::new(2, 3)).unwrap_err();
+    assert!(err.to_string().contains("conv.weight"), "{err}");
+    // Nodes of another graph cannot be used: the only way a cycle or a dangling edge could form.
+    let mut other = Graph::<CpuBackend>::new();
+    let foreign = other.input("x", [1, 5, 5, 3]).unwrap();
+    assert!(matches!(
+        layers::relu(&mut g, foreign).unwrap_err(),
+        Error::Graph(_)
+    ));
+
+    let y = layers::mul(&mut g, x, x).unwrap();
+    let masked = layers::sub(&mut g, labels, labels).unwrap();
+    let mut exec = Executor::new(CpuBackend::new(), g, 0).unwrap();
+    // Reading before any forward, and a node whose input was never fed, are errors naming why.
+    assert!(matches!(exec.value(y).unwrap_err(), Error::Graph(_)));
+    let xv = random(&[1, 5, 5, 3], 0);
+    exec.forward(&[(x, &xv)], Mode::Eval).unwrap();
+    exec.value(y).unwrap();
+    let err = exec.value(masked).unwrap_err();
+    assert!(err.to_string().contains("labels"), "{err}");
+    // A fed value with the wrong channel count fails in the op that cannot take it.
+    let wrong = random(&[1, 5, 5, 2], 0);
+    let err = exec.forward(&[(x, &wrong)], Mode::Eval).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    // Feeding a non-input and back-propagating from a non-scalar are errors.
+    assert!(matches!(
+        exec.forward(&[(y, &xv)], Mode::Eval).unwrap_err(),
+        Error::Graph(_)
+    ));
+    exec.forward(&[(x, &xv)], Mode::Eval).unwrap();
+    assert!(matches!(exec.backward(y).unwrap_err(), Error::Shape { .. }));
+}
