@@ -209,7 +209,12 @@ fn dropout_case<B: Backend>(b: &B) {
         // (WGSL division: 2.5 ulp); dropped ones are exactly 0, and the mask must be bit-equal.
         let tol = Tol::rel_abs(4e-7, 0.0);
         let got = download(b, &yb);
-        assert_close(&got, &want, tol, &format!("dropout_forward p={p} seed={seed}"));
+        assert_close(
+            &got,
+            &want,
+            tol,
+            &format!("dropout_forward p={p} seed={seed}"),
+        );
 
         let dy = random_vec(n, 6700 + i as u64);
         let dy64 = f64s(&dy);
@@ -263,11 +268,14 @@ fn rejects_case<B: Backend>(b: &B) {
     });
     let mut y7 = zeros_len(b, 7);
     let b3 = upload_vec(b, &random_vec(3, 6804));
-    expect_err("binary with an output longer than the broadcast shape", || {
-        b.binary(BinaryOp::Sub, &a6, &s23, &b3, &s3, &mut y7)
-    });
+    expect_err(
+        "binary with an output longer than the broadcast shape",
+        || b.binary(BinaryOp::Sub, &a6, &s23, &b3, &s3, &mut y7),
+    );
 
-    expect_err("axpy with different lengths", || b.axpy(1.0, &short, &mut y));
+    expect_err("axpy with different lengths", || {
+        b.axpy(1.0, &short, &mut y)
+    });
 
     expect_err("dropout_forward with p = 1.5", || {
         b.dropout_forward(1.5, 1, &x, &mut y)

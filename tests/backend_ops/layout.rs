@@ -35,7 +35,8 @@ fn concat_split_case<B: Backend>(b: &B) {
         let want = r::concat_last(rows, &refs);
 
         let bufs: Vec<B::Buffer> = parts.iter().map(|p| upload_vec(b, p)).collect();
-        let args: Vec<(&B::Buffer, usize)> = bufs.iter().zip(widths).map(|(p, &w)| (p, w)).collect();
+        let args: Vec<(&B::Buffer, usize)> =
+            bufs.iter().zip(widths).map(|(p, &w)| (p, w)).collect();
         let mut yb = garbage(b, [rows, total]);
         ok(b.concat_last(rows, &args, &mut yb), "concat_last");
         // A copy: exact.
@@ -83,7 +84,10 @@ fn rejects_case<B: Backend>(b: &B) {
     expect_err("split_last with a part shorter than rows × width", || {
         b.split_last(rows, &y, &mut [(&mut pa, 3), (&mut pc, 3)])
     });
-    ok(b.concat_last(rows, &[(&a, 3), (&c, 2)], &mut y), "concat_last");
+    ok(
+        b.concat_last(rows, &[(&a, 3), (&c, 2)], &mut y),
+        "concat_last",
+    );
 }
 
 #[test]

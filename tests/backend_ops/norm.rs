@@ -81,11 +81,36 @@ fn train_case<B: Backend>(b: &B) {
         // Statistics are f32 sums over `rows` values of magnitude ≤ 1, divided by `rows`; the
         // normalised outputs are O(1) after a 1/sqrt: a few 1e-7 each, 1e-5 leaves headroom.
         let stats = Tol::rel_abs(1e-5, 1e-6);
-        assert_close(&download(b, &yb), &want.y, Tol::rel_abs(1e-5, 1e-5), &what("y"));
-        assert_close(&download(b, &smb), &want.save_mean, stats, &what("save_mean"));
-        assert_close(&download(b, &sib), &want.save_invstd, stats, &what("save_invstd"));
-        assert_close(&download(b, &rmb), &want.running_mean, stats, &what("running_mean"));
-        assert_close(&download(b, &rvb), &want.running_var, stats, &what("running_var"));
+        assert_close(
+            &download(b, &yb),
+            &want.y,
+            Tol::rel_abs(1e-5, 1e-5),
+            &what("y"),
+        );
+        assert_close(
+            &download(b, &smb),
+            &want.save_mean,
+            stats,
+            &what("save_mean"),
+        );
+        assert_close(
+            &download(b, &sib),
+            &want.save_invstd,
+            stats,
+            &what("save_invstd"),
+        );
+        assert_close(
+            &download(b, &rmb),
+            &want.running_mean,
+            stats,
+            &what("running_mean"),
+        );
+        assert_close(
+            &download(b, &rvb),
+            &want.running_var,
+            stats,
+            &what("running_var"),
+        );
     }
 }
 
@@ -170,7 +195,13 @@ fn backward_case<B: Backend>(b: &B) {
         let what = |name: &str| format!("batch_norm_backward {name} {p:?}");
         // dx = γ·invstd/N·(N·dy − Σdy − x̂·Σdy·x̂): O(1) terms after f32 sums over N rows whose
         // error divides by N; the cancellation inside the bracket leaves ~1e-6 absolute.
-        check_gradient(&download(b, &dxb), &fd_x, &ax, Tol::rel_abs(1e-5, 1e-5), &what("dx"));
+        check_gradient(
+            &download(b, &dxb),
+            &fd_x,
+            &ax,
+            Tol::rel_abs(1e-5, 1e-5),
+            &what("dx"),
+        );
         // dγ = Σ dy·x̂ with |x̂| ≤ √N: an f32 sum of N products of magnitude ≲ 2.
         check_gradient(
             &download(b, &dgb),

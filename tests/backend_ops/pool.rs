@@ -187,9 +187,10 @@ fn rejects_case<B: Backend>(b: &B) {
         padding: [2, 0],
         ..p
     };
-    expect_err("max_pool2d_forward with padding over half the window", || {
-        b.max_pool2d_forward(&wide_pad, &xb, &mut yo)
-    });
+    expect_err(
+        "max_pool2d_forward with padding over half the window",
+        || b.max_pool2d_forward(&wide_pad, &xb, &mut yo),
+    );
 }
 
 #[test]

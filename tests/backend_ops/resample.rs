@@ -121,9 +121,10 @@ fn rejects_case<B: Backend>(b: &B) {
     });
     let empty = UpsampleParams { out_h: 0, ..p };
     let mut nothing = zeros_len(b, 0);
-    expect_err("upsample_bilinear2d_forward to a zero-height output", || {
-        b.upsample_bilinear2d_forward(&empty, &xb, &mut nothing)
-    });
+    expect_err(
+        "upsample_bilinear2d_forward to a zero-height output",
+        || b.upsample_bilinear2d_forward(&empty, &xb, &mut nothing),
+    );
 }
 
 #[test]

@@ -61,7 +61,10 @@ impl Fixture {
                 if let Some((name, at, want)) = open.take() {
                     let got = tensors[&name].1.len();
                     if got != want {
-                        fail(at, format!("tensor {name} has {got} values, its shape needs {want}"));
+                        fail(
+                            at,
+                            format!("tensor {name} has {got} values, its shape needs {want}"),
+                        );
                     }
                 }
                 let name = words
@@ -98,7 +101,10 @@ impl Fixture {
         if let Some((name, at, want)) = open {
             let got = tensors[&name].1.len();
             if got != want {
-                fail(at, format!("tensor {name} has {got} values, its shape needs {want}"));
+                fail(
+                    at,
+                    format!("tensor {name} has {got} values, its shape needs {want}"),
+                );
             }
         }
         Fixture {
@@ -122,17 +128,17 @@ impl Fixture {
 
     #[track_caller]
     fn entry(&self, name: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.tensors.get(name).unwrap_or_else(|| {
-            panic!("fixture {} has no tensor {name:?}", self.path.display())
-        })
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture {} has no tensor {name:?}", self.path.display()))
     }
 
     /// The numbers of parameter `name`.
     #[track_caller]
     pub fn param(&self, name: &str) -> &[f64] {
-        self.params.get(name).unwrap_or_else(|| {
-            panic!("fixture {} has no param {name:?}", self.path.display())
-        })
+        self.params
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture {} has no param {name:?}", self.path.display()))
     }
 
     /// A one-number parameter as a size.
@@ -145,7 +151,12 @@ impl Fixture {
     #[track_caller]
     pub fn pair(&self, name: &str) -> [usize; 2] {
         let p = self.param(name);
-        assert_eq!(p.len(), 2, "fixture {}: param {name} is not a pair", self.path.display());
+        assert_eq!(
+            p.len(),
+            2,
+            "fixture {}: param {name} is not a pair",
+            self.path.display()
+        );
         [p[0] as usize, p[1] as usize]
     }
 

@@ -418,7 +418,11 @@ pub fn check_gradient(got: &[f32], fd: &[f64], analytic: &[f64], tol: Tol, what:
             worst = (i, excess);
         }
     }
-    assert_eq!(analytic.len(), fd.len(), "{what}: reference gradient length");
+    assert_eq!(
+        analytic.len(),
+        fd.len(),
+        "{what}: reference gradient length"
+    );
     assert!(
         worst.1 <= 1.0,
         "{what}: the f64 reference gradient disagrees with finite differences at {}: \

@@ -25,7 +25,8 @@ pub fn conv2d_taps(p: &Conv2dParams, mut tap: impl FnMut(usize, usize, usize)) {
         for oy in 0..oh {
             for ox in 0..ow {
                 for ky in 0..kh {
-                    let iy = (oy * p.stride[0] + ky * p.dilation[0]) as isize - p.padding[0] as isize;
+                    let iy =
+                        (oy * p.stride[0] + ky * p.dilation[0]) as isize - p.padding[0] as isize;
                     if iy < 0 || iy >= p.in_h as isize {
                         continue;
                     }
@@ -251,7 +252,12 @@ pub fn max_pool2d_backward(p: &Pool2dParams, x: &[f64], dy: &[f64]) -> Vec<f64> 
 // ---------------------------------------------------------------------------------------------
 
 /// PyTorch's source position along one axis: `(i0, i1, weight of i0, weight of i1)`.
-pub fn bilinear_source(dst: usize, input: usize, output: usize, align_corners: bool) -> (usize, usize, f64, f64) {
+pub fn bilinear_source(
+    dst: usize,
+    input: usize,
+    output: usize,
+    align_corners: bool,
+) -> (usize, usize, f64, f64) {
     let src = if align_corners {
         if output > 1 {
             dst as f64 * (input as f64 - 1.0) / (output as f64 - 1.0)
@@ -320,7 +326,10 @@ pub fn concat_last(rows: usize, parts: &[(&[f64], usize)]) -> Vec<f64> {
 /// The inverse of [`concat_last`]: the columns of `x` split into parts of the given widths.
 pub fn split_last(rows: usize, x: &[f64], widths: &[usize]) -> Vec<Vec<f64>> {
     let total: usize = widths.iter().sum();
-    let mut parts: Vec<Vec<f64>> = widths.iter().map(|w| Vec::with_capacity(rows * w)).collect();
+    let mut parts: Vec<Vec<f64>> = widths
+        .iter()
+        .map(|w| Vec::with_capacity(rows * w))
+        .collect();
     for r in 0..rows {
         let mut off = r * total;
         for (part, &w) in parts.iter_mut().zip(widths) {
@@ -401,7 +410,11 @@ pub fn broadcast_index(shape: &Shape, out: &Shape, idx: &[usize]) -> usize {
     let offset = out.rank() - shape.rank();
     (0..shape.rank())
         .map(|a| {
-            let i = if shape.dim(a) == 1 { 0 } else { idx[a + offset] };
+            let i = if shape.dim(a) == 1 {
+                0
+            } else {
+                idx[a + offset]
+            };
             i * strides[a]
         })
         .sum()
@@ -418,7 +431,13 @@ pub fn unravel(shape: &Shape, mut flat: usize) -> Vec<usize> {
 }
 
 /// `a ∘ b` with NumPy broadcasting; `None` when the shapes do not broadcast.
-pub fn binary(op: BinaryOp, a: &[f64], a_shape: &Shape, b: &[f64], b_shape: &Shape) -> Option<Vec<f64>> {
+pub fn binary(
+    op: BinaryOp,
+    a: &[f64],
+    a_shape: &Shape,
+    b: &[f64],
+    b_shape: &Shape,
+) -> Option<Vec<f64>> {
     let out = a_shape.broadcast(b_shape)?;
     Some(
         (0..out.numel())
@@ -436,7 +455,9 @@ pub fn binary(op: BinaryOp, a: &[f64], a_shape: &Shape, b: &[f64], b_shape: &Sha
 
 /// `y = x · keep / (1 − p)` with `keep = rng::uniform(seed, i) >= p`, the mask every backend draws.
 pub fn dropout_mask(p: f32, seed: u64, len: usize) -> Vec<bool> {
-    (0..len).map(|i| rng::uniform(seed, i as u32) >= p).collect()
+    (0..len)
+        .map(|i| rng::uniform(seed, i as u32) >= p)
+        .collect()
 }
 
 /// Dropout forward (and, applied to `dy`, backward).
@@ -477,7 +498,9 @@ pub fn reduce(op: ReduceOp, x: &[f64], x_shape: &Shape, y_shape: &Shape) -> Opti
         };
     }
     if op == ReduceOp::Mean {
-        acc.iter_mut().zip(&count).for_each(|(a, &c)| *a /= c as f64);
+        acc.iter_mut()
+            .zip(&count)
+            .for_each(|(a, &c)| *a /= c as f64);
     }
     Some(acc)
 }
@@ -489,7 +512,10 @@ pub fn softmax(rows: usize, cols: usize, log: bool, x: &[f64]) -> Vec<f64> {
         let row = &x[r * cols..(r + 1) * cols];
         let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-        y.extend(row.iter().map(|v| if log { v - lse } else { (v - lse).exp() }));
+        y.extend(
+            row.iter()
+                .map(|v| if log { v - lse } else { (v - lse).exp() }),
+        );
     }
     y
 }
@@ -519,8 +545,20 @@ pub fn softmax_backward(rows: usize, cols: usize, log: bool, y: &[f64], dy: &[f6
 /// Row-major `alpha · op(A) · op(B) + beta · C`.
 pub fn gemm(p: &GemmParams, a: &[f64], b: &[f64], c: &[f64]) -> Vec<f64> {
     let (m, n, k) = (p.m, p.n, p.k);
-    let at = |i: usize, l: usize| if p.trans_a { a[l * m + i] } else { a[i * k + l] };
-    let bt = |l: usize, j: usize| if p.trans_b { b[j * k + l] } else { b[l * n + j] };
+    let at = |i: usize, l: usize| {
+        if p.trans_a {
+            a[l * m + i]
+        } else {
+            a[i * k + l]
+        }
+    };
+    let bt = |l: usize, j: usize| {
+        if p.trans_b {
+            b[j * k + l]
+        } else {
+            b[l * n + j]
+        }
+    };
     (0..m * n)
         .map(|f| {
             let (i, j) = (f / n, f % n);
@@ -553,7 +591,11 @@ pub fn sgd_step(p: &SgdParams, param: &mut [f64], grad: &[f64], momentum: &mut [
             } else {
                 mu * momentum[i] + (1.0 - damp) * d
             };
-            d = if p.nesterov { d + mu * momentum[i] } else { momentum[i] };
+            d = if p.nesterov {
+                d + mu * momentum[i]
+            } else {
+                momentum[i]
+            };
         }
         param[i] -= lr * d;
     }

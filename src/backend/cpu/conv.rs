@@ -562,6 +562,13 @@ mod tests {
             params(1, [33, 17], [5, 7], [3, 3], [1, 1], [1, 1], [1, 1]),
             params(1, [33, 17], [5, 7], [3, 3], [2, 2], [1, 1], [1, 1]),
             params(2, [33, 17], [3, 5], [3, 3], [2, 1], [2, 1], [2, 1]),
+            // Wide enough for the implicit GEMM (kw·in >= 32), forward and flipped backward.
+            params(1, [7, 5], [11, 13], [3, 3], [1, 1], [1, 1], [1, 1]),
+            params(2, [9, 7], [13, 11], [3, 3], [2, 1], [1, 2], [1, 1]),
+            params(1, [7, 9], [33, 3], [2, 3], [1, 2], [0, 1], [2, 2]),
+            // Rows entirely in the vertical padding; no interior columns at all.
+            params(1, [5, 5], [16, 16], [3, 3], [1, 1], [3, 3], [1, 1]),
+            params(1, [4, 2], [12, 12], [3, 3], [1, 1], [1, 1], [1, 1]),
         ]
     }
 
@@ -614,7 +621,7 @@ mod tests {
         let h = 1e-3;
         for p in cases()
             .into_iter()
-            .filter(|p| p.input_shape().numel() < 600)
+            .filter(|p| p.input_shape().numel() < 1000)
         {
             let (x, w, dy, _, dx, dw) = run_all(&p);
             let (x, w, dy) = (to_f64(&x), to_f64(&w), to_f64(&dy));

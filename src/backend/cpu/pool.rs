@@ -213,13 +213,13 @@ mod tests {
         let ch0: Vec<f32> = y.0.iter().step_by(2).copied().collect();
         assert_eq!(ch0, vec![9.0; 9]);
         let ch1: Vec<f32> = y.0.iter().skip(1).step_by(2).copied().collect();
-        assert_eq!(ch1, vec![-1.0, -1.0, -2.0, 4.0, -1.0, -2.0, 7.0, 7.0, 5.0]);
+        assert_eq!(ch1, vec![-1.0, -1.0, -2.0, 7.0, 7.0, 5.0, 7.0, 7.0, 5.0]);
         let dy = CpuBuffer(vec![1.0; 18]);
         let mut dx = CpuBuffer(vec![0.0; 18]);
         be.max_pool2d_backward(&p, &x, &y, &dy, &mut dx).unwrap();
-        // Channel 0: every window picks the 9. Channel 1: −1 ×4, −2 ×2, 7 ×2, 5 ×1 windows.
+        // Channel 0: every window picks the 9. Channel 1: −1 ×2, −2 ×1, 7 ×4, 5 ×2 windows.
         let want0 = [0.0, 0.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0, 0.0];
-        let want1 = [4.0, 2.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 1.0];
+        let want1 = [2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 2.0];
         let want: Vec<f32> = want0
             .iter()
             .zip(&want1)

@@ -296,9 +296,10 @@ impl ReduceOps for CpuBackend {
                     sum += e as f64;
                 }
                 if log {
-                    let lse = max + sum.ln() as f32;
+                    // (x − max) − log Σ, not x − (max + log Σ): the shifted value is exact.
+                    let log_sum = sum.ln() as f32;
                     for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = v - lse;
+                        *o = (v - max) - log_sum;
                     }
                 } else {
                     let inv = (1.0 / sum) as f32;
