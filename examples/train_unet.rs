@@ -18,7 +18,7 @@ use magnet::{CpuBackend, Executor, Graph, HostTensor, Mode};
 
 const SIZE: usize = 64;
 const BATCH: usize = 8;
-const EPOCHS: usize = 12;
+const EPOCHS: usize = 20;
 
 fn main() -> magnet::Result<()> {
     let train = Synthetic::new(SyntheticConfig {

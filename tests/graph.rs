@@ -318,3 +318,30 @@ fn bad_graphs_are_typed_errors() {
     exec.forward(&[(x, &xv)], Mode::Eval).unwrap();
     assert!(matches!(exec.backward(y).unwrap_err(), Error::Shape { .. }));
 }
+
+#[test]
+fn batch_norm_running_statistics_converge_to_the_batch_statistics() {
+    // Fed the same batch again and again, the running mean and variance converge to the batch
+    // mean and unbiased variance, so evaluation mode reproduces training mode up to the factor
+    // n/(n−1) between the unbiased and biased variance (n = 2·4·4 = 32 values per channel).
+    let mut g = Graph::<CpuBackend>::new();
+    let x = g.input("x", [2, 4, 4, 3]).unwrap();
+    let y = layers::batchnorm2d(&mut g, "bn", x, BatchNormConfig::default()).unwrap();
+    let mut exec = Executor::new(CpuBackend::new(), g, 0).unwrap();
+    let mut input = random(&[2, 4, 4, 3], 9);
+    input
+        .data_mut()
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = 3.0 * *v + (i % 3) as f32);
+    for _ in 0..200 {
+        exec.forward(&[(x, &input)], Mode::Train).unwrap();
+    }
+    let train = exec.value(y).unwrap();
+    exec.forward(&[(x, &input)], Mode::Eval).unwrap();
+    let eval = exec.value(y).unwrap();
+    let ratio = (31.0f32 / 32.0).sqrt();
+    for (t, e) in train.data().iter().zip(eval.data()) {
+        assert!((t * ratio - e).abs() < 1e-4, "train {t}, eval {e}");
+    }
+}
