@@ -24,10 +24,11 @@ mod norm;
 mod optim;
 #[path = "backend_ops/pool.rs"]
 mod pool;
+#[path = "backend_ops/reduce.rs"]
+mod reduce;
 #[path = "backend_ops/resample.rs"]
 mod resample;
 
-use magnet::backend::Memory;
 use magnet::{Backend, HostTensor, TensorDesc};
 
 use common::*;

@@ -1,6 +1,6 @@
 //! Convolution: forward, backward-data and backward-filter.
 
-use magnet::backend::{Conv2dParams, ConvOps};
+use magnet::backend::Conv2dParams;
 use magnet::Backend;
 
 use crate::common::reference as r;

@@ -1,6 +1,6 @@
 //! Elementwise maps and their gradients, broadcasting binary maps, fill, axpy and dropout.
 
-use magnet::backend::{BinaryOp, ElementwiseOps, UnaryOp};
+use magnet::backend::{BinaryOp, UnaryOp};
 use magnet::{Backend, Shape};
 
 use crate::common::reference as r;

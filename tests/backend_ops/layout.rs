@@ -1,6 +1,5 @@
 //! Concatenation and split along the last axis.
 
-use magnet::backend::LayoutOps;
 use magnet::Backend;
 
 use crate::common::reference as r;

@@ -1,6 +1,6 @@
 //! GEMM with every transpose combination and with alpha / beta.
 
-use magnet::backend::{GemmParams, MatmulOps};
+use magnet::backend::GemmParams;
 use magnet::Backend;
 
 use crate::common::reference as r;

@@ -1,7 +1,7 @@
 //! Batch normalisation: training forward (with saved statistics and running averages),
 //! inference forward, and backward.
 
-use magnet::backend::{BatchNormParams, NormOps};
+use magnet::backend::BatchNormParams;
 use magnet::Backend;
 
 use crate::common::reference as r;

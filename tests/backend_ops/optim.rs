@@ -1,6 +1,6 @@
 //! Fused optimiser steps: SGD (momentum, dampening, Nesterov, weight decay) and Adam / AdamW.
 
-use magnet::backend::{AdamParams, OptimOps, SgdParams};
+use magnet::backend::{AdamParams, SgdParams};
 use magnet::Backend;
 
 use crate::common::reference as r;

@@ -1,6 +1,6 @@
 //! Max pooling: forward, backward, ties and padding.
 
-use magnet::backend::{Pool2dParams, PoolOps};
+use magnet::backend::Pool2dParams;
 use magnet::Backend;
 
 use crate::common::reference as r;

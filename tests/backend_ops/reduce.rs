@@ -1,6 +1,6 @@
 //! Reductions to a broadcastable shape, and softmax / log-softmax with their gradients.
 
-use magnet::backend::{ReduceOp, ReduceOps};
+use magnet::backend::ReduceOp;
 use magnet::{Backend, Shape};
 
 use crate::common::reference as r;
@@ -170,7 +170,13 @@ fn rejects_case<B: Backend>(b: &B) {
         b.reduce(ReduceOp::Mean, &x24, &s24, &Shape::new([1, 3]), &mut y4)
     });
     expect_err("reduce with an input shorter than its shape", || {
-        b.reduce(ReduceOp::Max, &x24, &Shape::new([3, 4]), &Shape::new([4]), &mut y4)
+        b.reduce(
+            ReduceOp::Max,
+            &x24,
+            &Shape::new([3, 4]),
+            &Shape::new([4]),
+            &mut y4,
+        )
     });
     let mut y8 = zeros_len(b, 8);
     let mut y9 = zeros_len(b, 9);

@@ -1,6 +1,6 @@
 //! Bilinear resampling: forward and backward, align_corners true and false.
 
-use magnet::backend::{ResampleOps, UpsampleParams};
+use magnet::backend::UpsampleParams;
 use magnet::Backend;
 
 use crate::common::reference as r;

@@ -414,7 +414,13 @@ pub fn check_gradient(got: &[f32], fd: &[f64], analytic: &[f64], tol: Tol, what:
     let mut worst = (0usize, 0.0f64);
     for (i, (&a, &f)) in analytic.iter().zip(fd).enumerate() {
         let excess = (a - f).abs() / (1e-6 + 1e-6 * f.abs());
-        if !(excess <= worst.1) {
+        // NaN counts as the worst.
+        let excess = if excess.is_nan() {
+            f64::INFINITY
+        } else {
+            excess
+        };
+        if excess > worst.1 {
             worst = (i, excess);
         }
     }

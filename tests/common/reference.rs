@@ -572,13 +572,20 @@ pub fn gemm(p: &GemmParams, a: &[f64], b: &[f64], c: &[f64]) -> Vec<f64> {
 // Optimisers (PyTorch's update rules)
 // ---------------------------------------------------------------------------------------------
 
+/// A hyper-parameter as the update rules see it: exactly the f32 the caller passed, widened.
+/// (PyTorch given the Python float `0.999` uses `1 − 0.999` where this gives `1 − 0.999f32`,
+/// 1.3e-5 relative apart; parity runs against PyTorch should pass it f32-exact values.)
+pub fn hyper(x: f32) -> f64 {
+    f64::from(x)
+}
+
 /// One `torch.optim.SGD` step, updating `param` and `momentum` in place.
 pub fn sgd_step(p: &SgdParams, param: &mut [f64], grad: &[f64], momentum: &mut [f64]) {
     let (lr, mu, damp, wd) = (
-        p.lr as f64,
-        p.momentum as f64,
-        p.dampening as f64,
-        p.weight_decay as f64,
+        hyper(p.lr),
+        hyper(p.momentum),
+        hyper(p.dampening),
+        hyper(p.weight_decay),
     );
     for i in 0..param.len() {
         let mut d = grad[i];
@@ -604,11 +611,11 @@ pub fn sgd_step(p: &SgdParams, param: &mut [f64], grad: &[f64], momentum: &mut [
 /// One `torch.optim.Adam` (or `AdamW` when decoupled) step, updating `param`, `m` and `v`.
 pub fn adam_step(p: &AdamParams, param: &mut [f64], grad: &[f64], m: &mut [f64], v: &mut [f64]) {
     let (lr, b1, b2, eps, wd) = (
-        p.lr as f64,
-        p.beta1 as f64,
-        p.beta2 as f64,
-        p.eps as f64,
-        p.weight_decay as f64,
+        hyper(p.lr),
+        hyper(p.beta1),
+        hyper(p.beta2),
+        hyper(p.eps),
+        hyper(p.weight_decay),
     );
     let bc1 = 1.0 - b1.powi(p.step as i32);
     let bc2 = 1.0 - b2.powi(p.step as i32);

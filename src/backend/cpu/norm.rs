@@ -54,8 +54,9 @@ fn normalise(x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32
         let start = i * block * c;
         let xc = &x[start..start + yc.len()];
         for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
-            for j in 0..c {
-                yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
+            let coef = mean.iter().zip(scale).zip(shift);
+            for ((o, &v), ((&m, &a), &b)) in yr.iter_mut().zip(xr).zip(coef) {
+                *o = (v - m) * a + b;
             }
         }
     });
@@ -107,10 +108,11 @@ impl NormOps for CpuBackend {
             let (s, q) = acc.split_at_mut(c);
             for r in rows {
                 let xr = &x[r * c..(r + 1) * c];
-                for j in 0..c {
-                    let d = xr[j] as f64 - shift[j] as f64;
-                    s[j] += d;
-                    q[j] += d * d;
+                let terms = s.iter_mut().zip(q.iter_mut()).zip(xr.iter().zip(shift));
+                for ((s, q), (&v, &k)) in terms {
+                    let d = v as f64 - k as f64;
+                    *s += d;
+                    *q += d * d;
                 }
             }
         });
@@ -196,10 +198,11 @@ impl NormOps for CpuBackend {
             let (s, t) = acc.split_at_mut(c);
             for r in rows {
                 let (xr, gr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
-                for j in 0..c {
-                    let g = gr[j] as f64;
-                    s[j] += g;
-                    t[j] += g * (xr[j] - mean[j]) as f64;
+                let terms = xr.iter().zip(gr).zip(mean);
+                for ((s, t), ((&v, &g), &m)) in s.iter_mut().zip(t.iter_mut()).zip(terms) {
+                    let g = g as f64;
+                    *s += g;
+                    *t += g * (v - m) as f64;
                 }
             }
         });
@@ -227,8 +230,11 @@ impl NormOps for CpuBackend {
                 .chunks_exact(c)
                 .zip(dy[start..start + dxc.len()].chunks_exact(c));
             for ((xr, gr), dr) in rows.zip(dxc.chunks_exact_mut(c)) {
-                for j in 0..c {
-                    dr[j] = a[j] * (gr[j] - b[j] - (xr[j] - mean[j]) * k[j]);
+                let coef = a.iter().zip(&b).zip(k.iter().zip(mean));
+                for ((o, (&v, &g)), ((&a, &b), (&k, &m))) in
+                    dr.iter_mut().zip(xr.iter().zip(gr)).zip(coef)
+                {
+                    *o = a * (g - b - (v - m) * k);
                 }
             }
         });

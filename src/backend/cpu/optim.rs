@@ -1,9 +1,5 @@
-//! Fused SGD and Adam / AdamW updates with PyTorch's exact update rules (its single-tensor
-//! implementation: scalar factors in f64, element arithmetic in f32).
-//!
-//! PyTorch computes scalar factors such as `1 − β1` or `lr / (1 − β1^t)` from the Python floats
-//! the user typed; [`decimal`] recovers those from the f32 hyper-parameters so the factors agree
-//! to the last bit.
+//! Fused SGD and Adam / AdamW updates with PyTorch's update rules (its single-tensor
+//! implementation: scalar factors such as `lr / (1 − β1^t)` in f64, element arithmetic in f32).
 
 use rayon::prelude::*;
 
@@ -22,12 +18,6 @@ fn non_negative(op: &'static str, name: &str, value: f32) -> Result<()> {
             format!("{name} must be finite and >= 0, got {value}"),
         ))
     }
-}
-
-/// The f64 with the shortest decimal form of `x` (`0.9f32` → `0.9`), i.e. the Python float that
-/// was most likely written.
-fn decimal(x: f32) -> f64 {
-    x.to_string().parse().unwrap_or(x as f64)
 }
 
 fn check_sgd(p: &SgdParams) -> Result<()> {
@@ -99,7 +89,7 @@ impl OptimOps for CpuBackend {
             return Ok(());
         }
         check_len("sgd_step", momentum, n)?;
-        let damp = (1.0 - decimal(p.dampening)) as f32;
+        let damp = (1.0 - f64::from(p.dampening)) as f32;
         let (first, nesterov) = (p.first_step, p.nesterov);
         let update = |ps: &mut [f32], gs: &[f32], bs: &mut [f32]| {
             for ((w, &g), b) in ps.iter_mut().zip(gs).zip(bs) {
@@ -135,9 +125,9 @@ impl OptimOps for CpuBackend {
         check_len("adam_step", grad, n)?;
         check_len("adam_step", m, n)?;
         check_len("adam_step", v, n)?;
-        let (lr, b1, b2) = (decimal(p.lr), decimal(p.beta1), decimal(p.beta2));
+        let (lr, b1, b2) = (f64::from(p.lr), f64::from(p.beta1), f64::from(p.beta2));
         let decay = if p.decoupled_weight_decay {
-            (1.0 - lr * decimal(p.weight_decay)) as f32
+            (1.0 - lr * f64::from(p.weight_decay)) as f32
         } else {
             1.0
         };

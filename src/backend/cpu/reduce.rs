@@ -4,196 +4,17 @@
 //! Sums accumulate in f64, so large reductions (a bias gradient over a whole NHWC batch) keep
 //! f32 accuracy.
 
-use rayon::prelude::*;
-
-use crate::backend::cpu::elementwise::{for_each_chunk_mut, rows_per_block, PAR_CHUNK};
+use crate::backend::cpu::elementwise::{for_each_chunk_mut, rows_per_block};
 use crate::backend::cpu::{check_len, CpuBackend, CpuBuffer};
 use crate::backend::*;
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
 
-/// `max` that propagates NaN, as PyTorch's reductions do.
-#[inline(always)]
-fn nan_max(m: f32, v: f32) -> f32 {
-    if v > m || v.is_nan() {
-        v
-    } else {
-        m
-    }
-}
+mod axes;
 
-/// Sum in f64 with independent accumulators (so the loop pipelines and vectorises).
-fn sum_f64(xs: &[f32]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let mut chunks = xs.chunks_exact(8);
-    for c in &mut chunks {
-        for (s, &v) in acc.iter_mut().zip(c) {
-            *s += v as f64;
-        }
-    }
-    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
-    acc.iter().sum::<f64>() + tail
-}
-
-fn max_f32(xs: &[f32]) -> f32 {
-    xs.iter().fold(f32::NEG_INFINITY, |m, &v| nan_max(m, v))
-}
-
-/// Axes of `x_shape` after dropping size-1 axes and merging neighbours that are both reduced or
-/// both kept: `(size, reduced)` pairs, outermost first.
-fn reduction_groups(
-    op: &'static str,
-    x_shape: &Shape,
-    y_shape: &Shape,
-) -> Result<Vec<(usize, bool)>> {
-    let bad = || {
-        Error::shape(
-            op,
-            "output shape does not broadcast to the input shape",
-            &[x_shape, y_shape],
-        )
-    };
-    let extra = y_shape.dims().len().saturating_sub(x_shape.rank());
-    if y_shape.dims()[..extra].iter().any(|&d| d != 1) {
-        return Err(bad());
-    }
-    let mut groups: Vec<(usize, bool)> = Vec::new();
-    for k in (0..x_shape.rank()).rev() {
-        let (xd, yd) = (x_shape.dim_from_end(k), y_shape.dim_from_end(k));
-        let reduced = match (xd, yd) {
-            (a, b) if a == b => false,
-            (_, 1) => true,
-            _ => return Err(bad()),
-        };
-        if xd == 1 {
-            continue;
-        }
-        match groups.last_mut() {
-            Some((size, r)) if *r == reduced => *size *= xd,
-            _ => groups.push((xd, reduced)),
-        }
-    }
-    Ok(groups)
-}
-
-/// Per-block partial results of a column reduction: `rows × cols` to `cols`.
-fn reduce_columns(op: ReduceOp, x: &[f32], cols: usize, y: &mut [f32]) {
-    let rows = x.len() / cols;
-    let block = rows_per_block(cols);
-    if op == ReduceOp::Max {
-        let fold = |mut acc: Vec<f32>, chunk: &[f32]| {
-            for row in chunk.chunks_exact(cols) {
-                for (m, &v) in acc.iter_mut().zip(row) {
-                    *m = nan_max(*m, v);
-                }
-            }
-            acc
-        };
-        let init = || vec![f32::NEG_INFINITY; cols];
-        let m = if rows <= block {
-            fold(init(), x)
-        } else {
-            x.par_chunks(block * cols)
-                .fold(init, fold)
-                .reduce(init, |a, b| {
-                    a.into_iter().zip(b).map(|(u, v)| nan_max(u, v)).collect()
-                })
-        };
-        y.copy_from_slice(&m);
-        return;
-    }
-    let fold = |mut acc: Vec<f64>, chunk: &[f32]| {
-        for row in chunk.chunks_exact(cols) {
-            for (s, &v) in acc.iter_mut().zip(row) {
-                *s += v as f64;
-            }
-        }
-        acc
-    };
-    let init = || vec![0.0f64; cols];
-    let s = if rows <= block {
-        fold(init(), x)
-    } else {
-        x.par_chunks(block * cols)
-            .fold(init, fold)
-            .reduce(init, |a, b| {
-                a.into_iter().zip(b).map(|(u, v)| u + v).collect()
-            })
-    };
-    let scale = if op == ReduceOp::Mean {
-        1.0 / rows as f64
-    } else {
-        1.0
-    };
-    for (o, v) in y.iter_mut().zip(s) {
-        *o = (v * scale) as f32;
-    }
-}
-
-/// Reduces each contiguous run of `inner` elements of `x` to one element of `y`.
-fn reduce_rows(op: ReduceOp, x: &[f32], inner: usize, y: &mut [f32]) {
-    // One output per `inner` inputs: aim for PAR_CHUNK inputs per block.
-    let block = rows_per_block(inner);
-    for_each_chunk_mut(y, block, |i, yc| {
-        for (r, o) in yc.iter_mut().enumerate() {
-            let row = &x[(i * block + r) * inner..(i * block + r + 1) * inner];
-            *o = match op {
-                ReduceOp::Sum => sum_f64(row) as f32,
-                ReduceOp::Mean => (sum_f64(row) / inner as f64) as f32,
-                ReduceOp::Max => max_f32(row),
-            };
-        }
-    });
-}
-
-/// Any pattern of reduced and kept axes: each output element walks its reduced index set.
-fn reduce_general(op: ReduceOp, x: &[f32], groups: &[(usize, bool)], y: &mut [f32]) {
-    // Row-major strides of the grouped input.
-    let mut strides = vec![1usize; groups.len()];
-    for g in (0..groups.len().saturating_sub(1)).rev() {
-        strides[g] = strides[g + 1] * groups[g + 1].0;
-    }
-    let kept: Vec<(usize, usize)> = groups
-        .iter()
-        .zip(&strides)
-        .filter(|((_, r), _)| !r)
-        .map(|((d, _), &s)| (*d, s))
-        .collect();
-    let reduced: Vec<(usize, usize)> = groups
-        .iter()
-        .zip(&strides)
-        .filter(|((_, r), _)| *r)
-        .map(|((d, _), &s)| (*d, s))
-        .collect();
-    let count: usize = reduced.iter().map(|(d, _)| d).product();
-    let block = rows_per_block(count);
-    for_each_chunk_mut(y, block, |i, yc| {
-        for (r, o) in yc.iter_mut().enumerate() {
-            let mut rest = i * block + r;
-            let mut base = 0;
-            for &(d, s) in kept.iter().rev() {
-                base += (rest % d) * s;
-                rest /= d;
-            }
-            let (mut sum, mut max) = (0.0f64, f32::NEG_INFINITY);
-            for j in 0..count {
-                let (mut rest, mut off) = (j, base);
-                for &(d, s) in reduced.iter().rev() {
-                    off += (rest % d) * s;
-                    rest /= d;
-                }
-                let v = x[off];
-                sum += v as f64;
-                max = nan_max(max, v);
-            }
-            *o = match op {
-                ReduceOp::Sum => sum as f32,
-                ReduceOp::Mean => (sum / count as f64) as f32,
-                ReduceOp::Max => max,
-            };
-        }
-    });
-}
+use axes::{
+    max_f32, reduce_all, reduce_columns, reduce_general, reduce_rows, reduction_groups, sum_f64,
+};
 
 /// `rows × cols`, or an error when the product overflows.
 fn matrix_len(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
@@ -235,28 +56,7 @@ impl ReduceOps for CpuBackend {
         }
         match groups.as_slice() {
             [] | [(_, false)] => y.copy_from_slice(x),
-            [(_, true)] => {
-                let n = x.len();
-                y[0] = match op {
-                    ReduceOp::Max if n <= PAR_CHUNK => max_f32(x),
-                    ReduceOp::Max => {
-                        let parts: Vec<f32> = x.par_chunks(PAR_CHUNK).map(max_f32).collect();
-                        max_f32(&parts)
-                    }
-                    _ => {
-                        let s: f64 = if n <= PAR_CHUNK {
-                            sum_f64(x)
-                        } else {
-                            x.par_chunks(PAR_CHUNK).map(sum_f64).sum()
-                        };
-                        if op == ReduceOp::Mean {
-                            (s / n as f64) as f32
-                        } else {
-                            s as f32
-                        }
-                    }
-                };
-            }
+            [(_, true)] => y[0] = reduce_all(op, x),
             [(_, false), (inner, true)] => reduce_rows(op, x, *inner, y),
             [(_, true), (cols, false)] => reduce_columns(op, x, *cols, y),
             _ => reduce_general(op, x, &groups, y),
@@ -287,8 +87,6 @@ impl ReduceOps for CpuBackend {
                 .zip(yc.chunks_exact_mut(cols))
             {
                 let max = max_f32(xr);
-                // A row of -inf (fully masked) would give inf - inf; treat its max as 0.
-                let max = if max.is_finite() { max } else { 0.0 };
                 let mut sum = 0.0f64;
                 for (o, &v) in yr.iter_mut().zip(xr) {
                     let e = (v - max).exp();
@@ -302,9 +100,9 @@ impl ReduceOps for CpuBackend {
                         *o = (v - max) - log_sum;
                     }
                 } else {
-                    let inv = (1.0 / sum) as f32;
+                    let sum = sum as f32;
                     for o in yr.iter_mut() {
-                        *o *= inv;
+                        *o /= sum;
                     }
                 }
             }
