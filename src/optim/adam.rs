@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::backend::{AdamParams, Backend};
 use crate::error::{Error, Result};
 use crate::graph::{Executor, TensorId};
-use crate::optim::{zeros_like, Optimizer};
+use crate::optim::{upload_buffer, zeros_like, Optimizer, OptimizerEntry, OptimizerState};
 
 /// Adam hyper-parameters; the defaults are PyTorch's (betas 0.9 / 0.999, eps 1e-8).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,5 +104,39 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
 
     fn set_learning_rate(&mut self, lr: f32) {
         self.config.lr = lr;
+    }
+
+    fn export_state(&self, exec: &Executor<B>) -> Result<OptimizerState> {
+        let mut entries = Vec::with_capacity(self.moments.len());
+        for (&id, (m, v, step)) in &self.moments {
+            let spec = &exec.graph().tensors()[id.index()];
+            let backend = exec.backend();
+            entries.push(OptimizerEntry {
+                param: spec.name.clone(),
+                step: *step,
+                buffers: vec![
+                    ("exp_avg".into(), backend.to_host(m, &spec.shape)?),
+                    ("exp_avg_sq".into(), backend.to_host(v, &spec.shape)?),
+                ],
+            });
+        }
+        entries.sort_by(|a, b| a.param.cmp(&b.param));
+        Ok(OptimizerState {
+            kind: "adam".into(),
+            entries,
+        })
+    }
+
+    fn import_state(&mut self, exec: &Executor<B>, state: &OptimizerState) -> Result<()> {
+        state.expect_kind("adam")?;
+        let mut moments = HashMap::with_capacity(state.entries.len());
+        for entry in &state.entries {
+            let id = exec.graph().tensor_id(&entry.param)?;
+            let m = upload_buffer(exec, entry, id, "exp_avg")?;
+            let v = upload_buffer(exec, entry, id, "exp_avg_sq")?;
+            moments.insert(id, (m, v, entry.step));
+        }
+        self.moments = moments;
+        Ok(())
     }
 }

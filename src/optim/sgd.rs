@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::backend::{Backend, SgdParams};
 use crate::error::{Error, Result};
 use crate::graph::{Executor, TensorId};
-use crate::optim::{zeros_like, Optimizer};
+use crate::optim::{upload_buffer, zeros_like, Optimizer, OptimizerEntry, OptimizerState};
 
 /// SGD hyper-parameters; the defaults are PyTorch's (momentum 0, no decay).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,5 +112,36 @@ impl<B: Backend> Optimizer<B> for Sgd<B> {
 
     fn set_learning_rate(&mut self, lr: f32) {
         self.config.lr = lr;
+    }
+
+    fn export_state(&self, exec: &Executor<B>) -> Result<OptimizerState> {
+        let mut entries = Vec::with_capacity(self.momentum.len());
+        for (&id, buf) in &self.momentum {
+            let spec = &exec.graph().tensors()[id.index()];
+            entries.push(OptimizerEntry {
+                param: spec.name.clone(),
+                step: 0,
+                buffers: vec![(
+                    "momentum_buffer".into(),
+                    exec.backend().to_host(buf, &spec.shape)?,
+                )],
+            });
+        }
+        entries.sort_by(|a, b| a.param.cmp(&b.param));
+        Ok(OptimizerState {
+            kind: "sgd".into(),
+            entries,
+        })
+    }
+
+    fn import_state(&mut self, exec: &Executor<B>, state: &OptimizerState) -> Result<()> {
+        state.expect_kind("sgd")?;
+        let mut momentum = HashMap::with_capacity(state.entries.len());
+        for entry in &state.entries {
+            let id = exec.graph().tensor_id(&entry.param)?;
+            momentum.insert(id, upload_buffer(exec, entry, id, "momentum_buffer")?);
+        }
+        self.momentum = momentum;
+        Ok(())
     }
 }
