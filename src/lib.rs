@@ -17,5 +17,5 @@ pub mod tensor;
 
 pub use backend::{Backend, CpuBackend};
 pub use error::{Error, Result};
-pub use graph::{Executor, Graph, Init, Mode, NodeId, TensorId};
+pub use graph::{Executor, Graph, Init, Mode, NodeId, TensorId, TensorLayout};
 pub use tensor::{DType, HostTensor, Shape, TensorDesc};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use magnet::models::{UNet, UNetConfig, Upsampling};
-use magnet::{CpuBackend, Graph};
+use magnet::{CpuBackend, Graph, TensorLayout};
 
 /// Keys and PyTorch shapes per model from `tests/fixtures/unet_state_dict.txt`, written by
 /// `scripts/torch_unet.py keys`.
@@ -33,13 +33,12 @@ fn pytorch_models() -> BTreeMap<String, (usize, Vec<(String, Vec<usize>)>)> {
     models
 }
 
-/// PyTorch's shape of a tensor from magnet's: conv weights OIHW ← [O, kh, kw, I], transposed-conv
-/// weights [I, O, kh, kw] ← [I, kh, kw, O].
-fn to_pytorch(name: &str, dims: &[usize]) -> Vec<usize> {
-    match dims {
-        &[a, kh, kw, b] if name.ends_with(".up.weight") => vec![a, b, kh, kw],
-        &[o, kh, kw, i] => vec![o, i, kh, kw],
-        other => other.to_vec(),
+/// PyTorch's shape of a tensor from magnet's, by its layout.
+fn to_pytorch(layout: TensorLayout, dims: &[usize]) -> Vec<usize> {
+    match (layout, dims) {
+        (TensorLayout::ConvWeight, &[o, kh, kw, i]) => vec![o, i, kh, kw],
+        (TensorLayout::ConvTransposeWeight, &[i, kh, kw, o]) => vec![i, o, kh, kw],
+        (_, other) => other.to_vec(),
     }
 }
 
@@ -62,7 +61,7 @@ fn unet_matches_the_pytorch_state_dict() {
         let ours: Vec<(String, Vec<usize>)> = g
             .tensors()
             .iter()
-            .map(|t| (t.name.clone(), to_pytorch(&t.name, t.shape.dims())))
+            .map(|t| (t.name.clone(), to_pytorch(t.layout, t.shape.dims())))
             .collect();
         assert_eq!(
             ours, keys,

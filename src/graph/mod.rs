@@ -52,6 +52,21 @@ pub struct TensorSpec {
     pub shape: Shape,
     pub init: Init,
     pub trainable: bool,
+    /// How the tensor's axes map to PyTorch's, for moving weights across.
+    pub layout: TensorLayout,
+}
+
+/// The axis order of a named tensor relative to PyTorch's, so checkpoints can be written in
+/// PyTorch's layout and read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TensorLayout {
+    /// The same in both (biases, batch-norm tensors, dense weights `[out, in]`).
+    #[default]
+    Same,
+    /// Convolution weights: magnet `[out, kh, kw, in]`, PyTorch `[out, in, kh, kw]`.
+    ConvWeight,
+    /// Transposed-convolution weights: magnet `[in, kh, kw, out]`, PyTorch `[in, out, kh, kw]`.
+    ConvTransposeWeight,
 }
 
 /// What a node is.
@@ -128,14 +143,25 @@ impl<B: Backend> Graph<B> {
 
     /// A trainable parameter named `name` (e.g. `inc.double_conv.0.weight`).
     pub fn param(&mut self, name: &str, shape: impl Into<Shape>, init: Init) -> Result<NodeId> {
+        self.param_with_layout(name, shape, init, TensorLayout::Same)
+    }
+
+    /// A trainable parameter whose axes differ from PyTorch's as `layout` says.
+    pub fn param_with_layout(
+        &mut self,
+        name: &str,
+        shape: impl Into<Shape>,
+        init: Init,
+        layout: TensorLayout,
+    ) -> Result<NodeId> {
         let shape = shape.into();
-        let tensor = self.declare(name, shape.clone(), init, true)?;
+        let tensor = self.declare(name, shape.clone(), init, true, layout)?;
         Ok(self.push(NodeKind::Param(tensor), shape))
     }
 
     /// A named non-trainable tensor (e.g. a running mean) for an op's [`Op::state`].
     pub fn state(&mut self, name: &str, shape: impl Into<Shape>, init: Init) -> Result<TensorId> {
-        self.declare(name, shape.into(), init, false)
+        self.declare(name, shape.into(), init, false, TensorLayout::Same)
     }
 
     fn declare(
@@ -144,6 +170,7 @@ impl<B: Backend> Graph<B> {
         shape: Shape,
         init: Init,
         trainable: bool,
+        layout: TensorLayout,
     ) -> Result<TensorId> {
         if self.names.contains_key(name) {
             return Err(Error::Graph(format!("tensor '{name}' is declared twice")));
@@ -154,6 +181,7 @@ impl<B: Backend> Graph<B> {
             shape,
             init,
             trainable,
+            layout,
         });
         self.names.insert(name.to_string(), id);
         Ok(id)

@@ -3,7 +3,7 @@
 use crate::backend::{Backend, BinaryOp};
 use crate::error::Result;
 use crate::graph::ops::{Binary, Conv2d, ConvGeometry, ConvTranspose2d};
-use crate::graph::{Graph, Init, NodeId};
+use crate::graph::{Graph, Init, NodeId, TensorLayout};
 
 /// Configuration of a convolution layer; build with [`ConvConfig::new`] and the setters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +77,11 @@ pub fn conv2d<B: Backend>(
 ) -> Result<NodeId> {
     let [_, _, _, in_channels] = g.shape(x)?.nhwc("conv2d")?;
     let fan_in = in_channels * cfg.kernel[0] * cfg.kernel[1];
-    let weight = g.param(
+    let weight = g.param_with_layout(
         &format!("{name}.weight"),
         [cfg.out_channels, cfg.kernel[0], cfg.kernel[1], in_channels],
         Init::pytorch_weight(fan_in),
+        TensorLayout::ConvWeight,
     )?;
     let y = g.apply(Conv2d(cfg.geometry()), &[x, weight])?;
     add_bias(g, name, y, cfg, fan_in)
@@ -97,10 +98,11 @@ pub fn conv2d_transpose<B: Backend>(
 ) -> Result<NodeId> {
     let [_, _, _, in_channels] = g.shape(x)?.nhwc("conv2d_transpose")?;
     let fan_in = cfg.out_channels * cfg.kernel[0] * cfg.kernel[1];
-    let weight = g.param(
+    let weight = g.param_with_layout(
         &format!("{name}.weight"),
         [in_channels, cfg.kernel[0], cfg.kernel[1], cfg.out_channels],
         Init::pytorch_weight(fan_in),
+        TensorLayout::ConvTransposeWeight,
     )?;
     let op = ConvTranspose2d {
         geometry: cfg.geometry(),

@@ -14,7 +14,8 @@
 //!   im2col in cache-sized chunks.
 //! - backward-data: `dcols[P, K] = dY[P, out] × W[out, K]`, scatter-added back (col2im); with
 //!   stride 1 this is instead a forward convolution of `dY` with the flipped kernel
-//! - backward-filter: `dW[out, K] = dYᵀ[out, P] × cols[P, K]`, summed over chunks
+//! - backward-filter: `dW[out, K] = dYᵀ[out, P] × cols[P, K]`, with the same implicit slabs
+//!   for wide inputs; each rayon task sums its rows into a private partial, added at the end
 
 use std::cell::RefCell;
 use std::ops::Range;
