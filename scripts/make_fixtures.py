@@ -27,7 +27,8 @@ Every tensor is stored in magnet's layout, converted from PyTorch's here:
   ConvTranspose2d weight is [Cin_T, Cout_T, kh, kw], so it is permuted (0, 2, 3, 1). The script
   checks this identity against autograd before writing anything.
 
-Gradients are those of the loss sum(y * dy) for the stored `dy`.
+Gradients are those of the loss sum(y * dy) for the stored `dy`; the loss fixtures (cross_entropy_*,
+bce_with_logits*) store the gradient of the scalar loss itself.
 """
 
 import os
@@ -253,6 +254,70 @@ def max_pool_case(name, seed, n, c, h, w, k, stride, padding, ties):
     f.save()
 
 
+def cross_entropy_case(name, seed, shape, classes, weighted, ignore_index):
+    """shape: (n,) for N x C logits or (n, h, w) for pixel-wise NHWC logits."""
+    gen = torch.Generator().manual_seed(seed)
+    n = shape[0]
+    logits = rand(gen, *shape, classes, lo=-3.0, hi=3.0)
+    labels = torch.randint(0, classes, shape, generator=gen)
+    if ignore_index is not None:
+        flat = labels.view(-1)
+        flat[::5] = ignore_index
+    weight = rand(gen, classes, lo=0.2, hi=2.0) if weighted else None
+    if len(shape) == 1:
+        x = logits.clone().requires_grad_()
+        loss = F.cross_entropy(x, labels, weight=weight,
+                               ignore_index=-100 if ignore_index is None else ignore_index)
+    else:
+        # PyTorch wants NCHW logits.
+        x = logits.permute(0, 3, 1, 2).contiguous().requires_grad_()
+        loss = F.cross_entropy(x, labels, weight=weight,
+                               ignore_index=-100 if ignore_index is None else ignore_index)
+    loss.backward()
+    grad = x.grad if len(shape) == 1 else nhwc(x.grad)
+    f = Writer(
+        name,
+        "torch.nn.functional.cross_entropy(reduction='mean', weight, ignore_index); logits\n"
+        "N x C or NHWC (PyTorch NCHW permuted), labels [N] or [N, H, W] as float class indices;\n"
+        "dlogits is the gradient of the loss, in the logits' layout. ignore_index -1: none.",
+    )
+    f.param("rows", labels.numel())
+    f.param("classes", classes)
+    f.param("ignore_index", -1 if ignore_index is None else ignore_index)
+    f.tensor("logits", logits)
+    f.tensor("labels", labels.to(torch.float32))
+    if weighted:
+        f.tensor("weight", weight)
+    f.tensor("loss", loss.reshape(1))
+    f.tensor("dlogits", grad)
+    f.save()
+
+
+def bce_with_logits_case(name, seed, shape, weighted, pos_weight):
+    gen = torch.Generator().manual_seed(seed)
+    x = rand(gen, *shape, lo=-8.0, hi=8.0).requires_grad_()
+    t = rand(gen, *shape, lo=0.0, hi=1.0)
+    t = torch.where(rand(gen, *shape, lo=0.0, hi=1.0) < 0.5, torch.round(t), t)
+    weight = rand(gen, *shape, lo=0.0, hi=2.0) if weighted else None
+    pw = None if pos_weight is None else torch.tensor([pos_weight], dtype=torch.float32)
+    loss = F.binary_cross_entropy_with_logits(x, t, weight=weight, pos_weight=pw)
+    loss.backward()
+    f = Writer(
+        name,
+        "torch.nn.functional.binary_cross_entropy_with_logits(reduction='mean', weight,\n"
+        "pos_weight); x, targets (hard and soft) and weight share one NHWC shape [N, H, W, 1].",
+    )
+    f.param("len", x.numel())
+    f.param("pos_weight", 1.0 if pos_weight is None else pos_weight)
+    f.tensor("x", x)
+    f.tensor("targets", t)
+    if weighted:
+        f.tensor("weight", weight)
+    f.tensor("loss", loss.reshape(1))
+    f.tensor("dx", x.grad)
+    f.save()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     conv2d_case("conv2d_3x3_s1_p1", 1, 2, 3, 5, 7, 5, (3, 3), (1, 1), (1, 1), (1, 1))
@@ -272,6 +337,12 @@ def main():
     max_pool_case("max_pool_2x2", 14, 2, 3, 7, 9, (2, 2), (2, 2), (0, 0), False)
     max_pool_case("max_pool_2x2_ties", 15, 2, 5, 9, 7, (2, 2), (2, 2), (0, 0), True)
     max_pool_case("max_pool_3x3_s2_p1_ties", 16, 1, 3, 9, 11, (3, 3), (2, 2), (1, 1), True)
+    cross_entropy_case("cross_entropy_2d", 17, (7,), 4, False, None)
+    cross_entropy_case("cross_entropy_2d_weight_ignore", 18, (9,), 5, True, 255)
+    cross_entropy_case("cross_entropy_nhwc_weight_ignore", 19, (2, 3, 5), 3, True, 255)
+    cross_entropy_case("cross_entropy_nhwc", 20, (1, 4, 3), 2, False, None)
+    bce_with_logits_case("bce_with_logits", 21, (2, 3, 5, 1), False, None)
+    bce_with_logits_case("bce_with_logits_weight_pos_weight", 22, (1, 4, 3, 1), True, 2.5)
 
 
 if __name__ == "__main__":

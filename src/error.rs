@@ -40,6 +40,25 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An HDF5 file could not be used: not HDF5, truncated, a missing dataset, a wrong element
+    /// type, rank or shape. `reason` names the dataset or attribute concerned.
+    #[error("{}: {reason}", path.display())]
+    Hdf5 { path: PathBuf, reason: String },
+    /// A checkpoint's tensor names differ from the model's (PyTorch's strict `load_state_dict`).
+    #[error(
+        "{}: checkpoint does not match the model: missing {missing:?}, unexpected {unexpected:?}",
+        path.display()
+    )]
+    CheckpointKeys {
+        path: PathBuf,
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+    },
+    /// A data file or folder is missing, corrupt or inconsistent: a folder not found, an image
+    /// without its mask, a mask of another size, a mask value outside the class mapping, an empty
+    /// data set, an IDX header that disagrees with the file length, ... `path` names the file.
+    #[error("{}: {reason}", path.display())]
+    Data { path: PathBuf, reason: String },
 }
 
 /// The crate's result type.
@@ -60,6 +79,14 @@ impl Error {
             op,
             reason: reason.into(),
             shapes: shapes.iter().map(|s| (*s).clone()).collect(),
+        }
+    }
+
+    /// A data error for the file or folder `path`.
+    pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 

@@ -10,10 +10,14 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod graph;
+pub mod io;
 pub mod layers;
+pub mod loss;
+pub mod metrics;
 pub mod models;
 pub mod optim;
 pub mod tensor;
+pub mod train;
 
 pub use backend::{Backend, CpuBackend};
 pub use error::{Error, Result};

@@ -1,6 +1,8 @@
 //! The U-Net has the PyTorch layout's parameters: the same state_dict keys, the same shapes (in
 //! magnet's layout) and the same count (31.0 M for the paper's 64-channel network).
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use magnet::models::{UNet, UNetConfig, Upsampling};
@@ -9,8 +11,7 @@ use magnet::{CpuBackend, Graph, TensorLayout};
 /// Keys and PyTorch shapes per model from `tests/fixtures/unet_state_dict.txt`, written by
 /// `scripts/torch_unet.py keys`.
 fn pytorch_models() -> BTreeMap<String, (usize, Vec<(String, Vec<usize>)>)> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_state_dict.txt");
+    let path = common::project_root().join("tests/fixtures/unet_state_dict.txt");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut models = BTreeMap::new();
     let mut current = String::new();

@@ -2,9 +2,9 @@
 //!
 //! [`Backend`] is the union of a few op families ([`Memory`], [`ConvOps`], [`NormOps`],
 //! [`PoolOps`], [`ResampleOps`], [`LayoutOps`], [`ElementwiseOps`], [`ReduceOps`], [`MatmulOps`],
-//! [`OptimOps`]). Kernels take their shapes in plain parameter structs ([`params`]), read inputs
-//! through `&Buffer` and write outputs through `&mut Buffer`. Kernels may only enqueue work; only
-//! [`Memory::download`] and [`Memory::sync`] wait for it.
+//! [`OptimOps`], [`LossOps`]). Kernels take their shapes in plain parameter structs ([`params`]),
+//! read inputs through `&Buffer` and write outputs through `&mut Buffer`. Kernels may only enqueue
+//! work; only [`Memory::download`] and [`Memory::sync`] wait for it.
 //!
 //! Every kernel checks the lengths of the buffers it is given against its parameters and returns
 //! a typed error on a mismatch: a backend never panics on bad input.
@@ -17,7 +17,11 @@ pub mod rng;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
+#[cfg(feature = "wgpu")]
+pub use self::wgpu::{WgpuBackend, WgpuBuffer};
 pub use cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+pub use cuda::CudaBackend;
 pub use params::*;
 
 use crate::error::Result;
@@ -340,6 +344,116 @@ pub trait OptimOps: Memory {
     ) -> Result<()>;
 }
 
+/// Losses with their gradients, fused so that one kernel gives both, and the label maps the
+/// losses and metrics need (foreground masks, distance transforms, confusion counts).
+///
+/// Labels are class indices stored as f32 (`0.0, 1.0, ...`). A label that is not an integer in
+/// `[0, classes)` and not the ignore index is an error where a backend can check it (the CPU
+/// does; a GPU backend that cannot report it treats the row as ignored).
+pub trait LossOps: Memory {
+    /// Softmax cross-entropy of `logits` (`rows × classes`) against `labels` (`rows`), writing
+    /// the scalar loss to `loss` (`[1]`) and `dL/dlogits` to `grad` (`rows × classes`).
+    ///
+    /// With `a_i = w[y_i] · pw_i` (class weight of the row's label, 1 without `class_weights`,
+    /// times the row's pixel weight, 1 without `pixel_weights`) and `p = softmax(logits_i)`:
+    ///
+    /// `L = Σ_i a_i · (1 − p_{y_i})^γ · (−log p_{y_i}) / Σ_i a_i`
+    ///
+    /// over the rows whose label is not `ignore_index`. With γ = 0 and no pixel weights this is
+    /// PyTorch's `F.cross_entropy(reduction='mean', weight=w, ignore_index=i)`; pixel weights
+    /// scale both a row's numerator and denominator terms, so a weight map only shifts
+    /// attention between pixels and never rescales the loss as a whole. With γ > 0 it is the
+    /// focal loss of Lin et al. with per-class α = `class_weights`, under the same normaliser.
+    /// When `Σ a_i = 0` (every row ignored, or weights all zero) the loss and gradient are 0,
+    /// where PyTorch returns NaN.
+    ///
+    /// The gradient of row `i` is `a_i / Σa · g_i · (p − onehot(y_i))` with
+    /// `g_i = (1 − p_y)^γ − γ · p_y · (1 − p_y)^(γ−1) · log p_y` (1 for γ = 0); ignored rows get 0.
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_cross_entropy(
+        &self,
+        p: &CrossEntropyParams,
+        logits: &Self::Buffer,
+        labels: &Self::Buffer,
+        class_weights: Option<&Self::Buffer>,
+        pixel_weights: Option<&Self::Buffer>,
+        loss: &mut Self::Buffer,
+        grad: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Sigmoid binary cross-entropy of `logits` against `targets` in `[0, 1]` (same length),
+    /// writing the scalar loss to `loss` (`[1]`) and `dL/dlogits` to `grad`:
+    ///
+    /// `L = (1/len) · Σ_i pw_i · (pos_weight · t_i · softplus(−x_i) + (1 − t_i) · softplus(x_i))`
+    ///
+    /// which is PyTorch's `binary_cross_entropy_with_logits(x, t, weight=pw,
+    /// pos_weight=pos_weight, reduction='mean')`; as there, pixel weights rescale terms but the
+    /// mean still divides by the number of elements. `softplus` is evaluated as
+    /// `max(x, 0) + log1p(exp(−|x|))`, so large logits neither overflow nor lose the loss.
+    fn sigmoid_binary_cross_entropy(
+        &self,
+        p: &BinaryCrossEntropyParams,
+        logits: &Self::Buffer,
+        targets: &Self::Buffer,
+        pixel_weights: Option<&Self::Buffer>,
+        loss: &mut Self::Buffer,
+        grad: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Soft Dice loss over the softmax of `logits` (`images · pixels_per_image × classes`)
+    /// against one-hot `labels` (`images · pixels_per_image`), writing the scalar loss to `loss`
+    /// (`[1]`) and `dL/dlogits` to `grad`. For each group of rows `b` (an image, or the whole
+    /// batch when `images` is 1) and class `c`, over the non-ignored pixels:
+    ///
+    /// `D_bc = (2 · Σ p_c · t_c + ε) / (Σ p_c + Σ t_c + ε)`,  `L = mean_{b, c} (1 − D_bc)`
+    ///
+    /// where `c` runs over every class, or `1..classes` without the background.
+    fn soft_dice(
+        &self,
+        p: &SoftDiceParams,
+        logits: &Self::Buffer,
+        labels: &Self::Buffer,
+        loss: &mut Self::Buffer,
+        grad: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `mask = 1` where a label is neither `background` nor the ignore index, else 0. A label
+    /// that is not a non-negative integer is an error where it can be checked.
+    fn foreground_mask(
+        &self,
+        p: &ForegroundParams,
+        labels: &Self::Buffer,
+        mask: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// The exact Euclidean distance from every pixel to the nearest foreground pixel (`mask >
+    /// 0.5`) of its image, 0 on the foreground; `mask` and `out` are `batch × height × width`.
+    /// Pixels are unit squares (distance between neighbours 1). An image without foreground
+    /// gets [`ImageGridParams::empty_distance`] (its diagonal) everywhere.
+    ///
+    /// Linear time: Felzenszwalb & Huttenlocher's lower envelope of parabolas computes squared
+    /// distances along one axis, then along the other. Squared distances are integers, exact in
+    /// f32 below 2^24 (images up to about 2896 pixels on a side).
+    fn distance_transform(
+        &self,
+        p: &ImageGridParams,
+        mask: &Self::Buffer,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Per-image confusion counts: `counts[img, t, k]` (`images × classes × classes`) is the
+    /// number of pixels of image `img` whose label is `t` and whose `argmax` logit is `k` (the
+    /// first maximum on ties), skipping ignored pixels. Counts are f32 and exact up to 2^24 per
+    /// cell (a 4096 × 4096 image).
+    fn confusion_matrix(
+        &self,
+        p: &ConfusionParams,
+        logits: &Self::Buffer,
+        labels: &Self::Buffer,
+        counts: &mut Self::Buffer,
+    ) -> Result<()>;
+}
+
 /// Everything a network, its losses and its optimisers need from a device.
 pub trait Backend:
     Memory
@@ -352,6 +466,7 @@ pub trait Backend:
     + ReduceOps
     + MatmulOps
     + OptimOps
+    + LossOps
 {
 }
 
@@ -366,5 +481,6 @@ impl<T> Backend for T where
         + ReduceOps
         + MatmulOps
         + OptimOps
+        + LossOps
 {
 }

@@ -327,3 +327,182 @@ pub struct AdamParams {
     /// 1-based step count, for bias correction.
     pub step: u64,
 }
+
+/// Softmax cross-entropy (optionally focal) over the last axis of a `rows × classes` tensor, with
+/// one class index per row; see [`crate::backend::LossOps::softmax_cross_entropy`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossEntropyParams {
+    /// Rows (samples of N×C, pixels of NHWC).
+    pub rows: usize,
+    pub classes: usize,
+    /// Rows with this label contribute nothing (PyTorch's `ignore_index`, e.g. 255 for VOC
+    /// borders).
+    pub ignore_index: Option<u32>,
+    /// Focal-loss exponent γ ≥ 0: each row's loss is multiplied by `(1 − p_y)^γ`. 0 is plain
+    /// cross-entropy.
+    pub gamma: f32,
+}
+
+impl CrossEntropyParams {
+    /// Rejects no classes, a negative or non-finite γ, and a size overflow.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        if self.classes == 0 {
+            return Err(Error::invalid(op, "cross-entropy needs at least one class"));
+        }
+        if !(self.gamma >= 0.0 && self.gamma.is_finite()) {
+            return Err(Error::invalid(
+                op,
+                format!("focal gamma {} must be finite and >= 0", self.gamma),
+            ));
+        }
+        checked_len(op, &[self.rows, self.classes]).map(|_| ())
+    }
+}
+
+/// Sigmoid binary cross-entropy of `len` logits against targets in `[0, 1]`; see
+/// [`crate::backend::LossOps::sigmoid_binary_cross_entropy`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BinaryCrossEntropyParams {
+    /// Number of logits (and targets).
+    pub len: usize,
+    /// Weight of the positive term (PyTorch's `pos_weight`, one value for every element); 1 is
+    /// the plain loss.
+    pub pos_weight: f32,
+}
+
+impl BinaryCrossEntropyParams {
+    /// Rejects a negative or non-finite `pos_weight`.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        if !(self.pos_weight >= 0.0 && self.pos_weight.is_finite()) {
+            return Err(Error::invalid(
+                op,
+                format!("pos_weight {} must be finite and >= 0", self.pos_weight),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Soft Dice loss over the softmax of `images × pixels_per_image` rows of `classes` logits; see
+/// [`crate::backend::LossOps::soft_dice`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoftDiceParams {
+    /// Groups of rows whose sums form one Dice term per class: images for a per-image Dice, 1
+    /// for a Dice pooled over the whole batch.
+    pub images: usize,
+    pub pixels_per_image: usize,
+    pub classes: usize,
+    /// Pixels with this label are left out of every sum.
+    pub ignore_index: Option<u32>,
+    /// Smoothing ε added to numerator and denominator (> 0 keeps empty classes finite).
+    pub eps: f32,
+    /// Whether class 0 (background) takes part in the mean over classes.
+    pub include_background: bool,
+}
+
+impl SoftDiceParams {
+    /// Rows of the logits, `images · pixels_per_image`.
+    pub fn rows(&self) -> usize {
+        self.images * self.pixels_per_image
+    }
+
+    /// Classes that take part in the mean: `1..classes` without the background, else all.
+    pub fn first_class(&self) -> usize {
+        usize::from(!self.include_background)
+    }
+
+    /// Rejects no classes left after excluding the background, a negative ε and size overflow.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        if self.classes <= self.first_class() {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "{} class(es) leave no class for the Dice mean (include_background = {})",
+                    self.classes, self.include_background
+                ),
+            ));
+        }
+        if !(self.eps >= 0.0 && self.eps.is_finite()) {
+            return Err(Error::invalid(
+                op,
+                format!("eps {} must be finite and >= 0", self.eps),
+            ));
+        }
+        checked_len(op, &[self.images, self.pixels_per_image, self.classes]).map(|_| ())
+    }
+}
+
+/// A batch of `height × width` single-channel images (masks, distance maps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ImageGridParams {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageGridParams {
+    /// `batch · height · width`, or an error on overflow.
+    pub fn len(&self, op: &'static str) -> Result<usize> {
+        checked_len(op, &[self.batch, self.height, self.width])
+    }
+
+    /// Whether the grid holds no pixel.
+    pub fn is_empty(&self) -> bool {
+        self.batch == 0 || self.height == 0 || self.width == 0
+    }
+
+    /// The distance given to every pixel of an image without foreground: the image diagonal
+    /// `√(height² + width²)`, longer than any distance inside the image.
+    pub fn empty_distance(&self) -> f32 {
+        ((self.height as f64).powi(2) + (self.width as f64).powi(2)).sqrt() as f32
+    }
+}
+
+/// Which labels count as foreground; see [`crate::backend::LossOps::foreground_mask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ForegroundParams {
+    /// Number of labels.
+    pub len: usize,
+    /// The background class; every other class is foreground.
+    pub background: u32,
+    /// Pixels with this label are neither foreground nor an error.
+    pub ignore_index: Option<u32>,
+}
+
+/// Per-image confusion counts of `(true class, argmax class)`; see
+/// [`crate::backend::LossOps::confusion_matrix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConfusionParams {
+    pub images: usize,
+    pub pixels_per_image: usize,
+    pub classes: usize,
+    /// Pixels with this label are not counted.
+    pub ignore_index: Option<u32>,
+}
+
+impl ConfusionParams {
+    /// Rows of the logits, `images · pixels_per_image`.
+    pub fn rows(&self) -> usize {
+        self.images * self.pixels_per_image
+    }
+
+    /// Rejects no classes and size overflow.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        if self.classes == 0 {
+            return Err(Error::invalid(
+                op,
+                "a confusion matrix needs at least one class",
+            ));
+        }
+        checked_len(op, &[self.images, self.pixels_per_image, self.classes])?;
+        checked_len(op, &[self.images, self.classes, self.classes]).map(|_| ())
+    }
+}
+
+/// The product of `sizes`, or an invalid-argument error when it overflows.
+fn checked_len(op: &'static str, sizes: &[usize]) -> Result<usize> {
+    sizes
+        .iter()
+        .try_fold(1usize, |acc, &s| acc.checked_mul(s))
+        .ok_or_else(|| Error::invalid(op, format!("sizes {sizes:?} overflow")))
+}

@@ -405,6 +405,12 @@ impl<B: Backend> Executor<B> {
         self.step
     }
 
+    /// Sets the training-forward count (it seeds dropout), so a run resumed from a checkpoint
+    /// draws the same dropout masks as an uninterrupted one.
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+
     fn spec(&self, id: TensorId) -> Result<&TensorSpec> {
         self.graph
             .tensors

@@ -1,9 +1,11 @@
 //! Optimisers with PyTorch's update rules, each step one fused backend kernel per parameter.
 
 mod adam;
+mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
+pub use schedule::LrSchedule;
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::backend::Backend;

@@ -26,7 +26,7 @@ impl Fixture {
     /// (fixtures are committed, so either is a bug).
     #[track_caller]
     pub fn load(name: &str) -> Fixture {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        let path = crate::common::project_root()
             .join("tests")
             .join("fixtures")
             .join(format!("{name}.txt"));

@@ -26,6 +26,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod loss_reference;
 pub mod reference;
 
 use std::cell::RefCell;
@@ -49,6 +50,14 @@ macro_rules! for_each_backend {
     (|$b:ident| $body:expr) => {{
         let selection = $crate::common::Selection::from_env();
         $crate::common::on_backend(&selection, "cpu", $crate::common::open_cpu, |$b| {
+            $body;
+        });
+        #[cfg(feature = "wgpu")]
+        $crate::common::on_backend(&selection, "wgpu", $crate::common::open_wgpu, |$b| {
+            $body;
+        });
+        #[cfg(feature = "cuda")]
+        $crate::common::on_backend(&selection, "cuda", $crate::common::open_cuda, |$b| {
             $body;
         });
         $crate::common::report_unbuilt(&selection);
@@ -146,16 +155,29 @@ pub fn open_cpu() -> Result<CpuBackend, String> {
     Ok(CpuBackend::new())
 }
 
+/// The CUDA backend on device 0, when the driver, the libraries and a device are present.
+#[cfg(feature = "cuda")]
+pub fn open_cuda() -> Result<magnet::backend::CudaBackend, String> {
+    magnet::backend::CudaBackend::new(0).map_err(|e| e.to_string())
+}
+
+/// The wgpu backend, when an adapter is found (one device shared by every test of the binary,
+/// so shaders compile once).
+#[cfg(feature = "wgpu")]
+pub fn open_wgpu() -> Result<magnet::backend::WgpuBackend, String> {
+    use std::sync::OnceLock;
+    static DEVICE: OnceLock<Result<magnet::backend::WgpuBackend, String>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| magnet::backend::WgpuBackend::new().map_err(|e| e.to_string()))
+        .clone()
+}
+
 /// Reports the known backends this build cannot run at all.
 pub fn report_unbuilt(selection: &Selection) {
     #[cfg(not(feature = "cuda"))]
     selection.unavailable("cuda", "cargo feature `cuda` is not compiled in");
-    #[cfg(feature = "cuda")]
-    selection.unavailable("cuda", "the cuda backend is not implemented in this build");
     #[cfg(not(feature = "wgpu"))]
     selection.unavailable("wgpu", "cargo feature `wgpu` is not compiled in");
-    #[cfg(feature = "wgpu")]
-    selection.unavailable("wgpu", "the wgpu backend is not implemented in this build");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,4 +460,12 @@ pub fn check_gradient(got: &[f32], fd: &[f64], analytic: &[f64], tol: Tol, what:
         fd[worst.0]
     );
     assert_close(got, fd, tol, what);
+}
+
+/// The project root, read at run time so test executables built on one machine find the
+/// repository's files on another (falls back to the directory the tests were built in).
+pub fn project_root() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -5,6 +5,7 @@ mod conv;
 mod elementwise;
 mod im2col;
 mod layout;
+mod loss;
 mod matmul;
 mod norm;
 mod optim;

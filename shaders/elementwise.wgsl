@@ -1,0 +1,220 @@
+// Elementwise maps and their gradients, broadcasting binary maps, fill, axpy and seeded dropout.
+//
+// One thread per output element; workgroup w of a grid folded into x and y covers elements
+// 256·w .. 256·w + 255. Each entry point binds its inputs read-only from binding 0 on, then its
+// outputs read-write, then the uniform block `P`.
+
+// UnaryOp / BinaryOp code, fixed per pipeline.
+override OP: u32 = 0u;
+
+const WG: u32 = 256u;
+
+fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// ---- unary, axpy, fill, dropout -----------------------------------------------------------
+
+struct Scalars {
+    n: u32,
+    // scale (affine), alpha (axpy), value (fill), p (dropout)
+    a: f32,
+    // shift (affine), 1 / (1 - p) (dropout)
+    b: f32,
+    // dropout key
+    key: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> S: Scalars;
+
+// Overflow-free logistic sigmoid: exp only sees non-positive arguments.
+fn sigmoid(v: f32) -> f32 {
+    if v >= 0.0 {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+fn unary_f(v: f32) -> f32 {
+    switch OP {
+        case 0u: { return select(0.0, v, v > 0.0); }
+        case 1u: { return sigmoid(v); }
+        // tanh(±15) is ±1 in f32; clamping keeps exp-based implementations from overflowing.
+        case 2u: { return tanh(clamp(v, -15.0, 15.0)); }
+        case 3u: { return exp(v); }
+        case 4u: { return log(v); }
+        case 5u: { return -v; }
+        case 6u: { return abs(v); }
+        case 7u: { return sqrt(v); }
+        case 8u: { return v * v; }
+        default: { return S.a * v + S.b; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if i < S.n {
+        y[i] = unary_f(x[i]);
+    }
+}
+
+@compute @workgroup_size(256)
+fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if i < S.n {
+        y[i] = y[i] + S.a * x[i];
+    }
+}
+
+// The "lowbias32" hash and the keyed uniform of src/backend/rng.rs, bit for bit.
+fn hash32(v: u32) -> u32 {
+    var h = v;
+    h = h ^ (h >> 16u);
+    h = h * 0x7feb352du;
+    h = h ^ (h >> 15u);
+    h = h * 0x846ca68bu;
+    h = h ^ (h >> 16u);
+    return h;
+}
+
+fn uniform_keyed(key: u32, index: u32) -> f32 {
+    let rot = (index << 16u) | (index >> 16u);
+    let bits = hash32(index ^ hash32(key + rot));
+    return f32(bits >> 8u) * (1.0 / 16777216.0);
+}
+
+@compute @workgroup_size(256)
+fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if i < S.n {
+        let keep = uniform_keyed(S.key, i) >= S.a;
+        y[i] = select(0.0, x[i] * S.b, keep);
+    }
+}
+
+@group(0) @binding(0) var<storage, read_write> fill_y: array<f32>;
+@group(0) @binding(1) var<uniform> F: Scalars;
+
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if i < F.n {
+        fill_y[i] = F.a;
+    }
+}
+
+// ---- unary backward -------------------------------------------------------------------------
+
+@group(0) @binding(0) var<storage, read> gx: array<f32>;
+@group(0) @binding(1) var<storage, read> gy: array<f32>;
+@group(0) @binding(2) var<storage, read> gdy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gdx: array<f32>;
+@group(0) @binding(4) var<uniform> G: Scalars;
+
+fn unary_grad(v: f32, out: f32, g: f32) -> f32 {
+    switch OP {
+        case 0u: { return select(0.0, g, v > 0.0); }
+        case 1u: { return g * out * (1.0 - out); }
+        case 2u: { return g * (1.0 - out * out); }
+        case 3u: { return g * out; }
+        case 4u: { return g / v; }
+        case 5u: { return -g; }
+        case 6u: {
+            if v > 0.0 { return g; }
+            if v < 0.0 { return -g; }
+            return 0.0;
+        }
+        case 7u: { return g * 0.5 / out; }
+        case 8u: { return g * 2.0 * v; }
+        default: { return g * G.a; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if i < G.n {
+        gdx[i] = unary_grad(gx[i], gy[i], gdy[i]);
+    }
+}
+
+// ---- broadcasting ---------------------------------------------------------------------------
+
+// The output's collapsed axes (outermost first) with the element strides of each operand along
+// them (0 where the operand is broadcast); at most 8 axes.
+struct Strided {
+    n: u32,
+    rank: u32,
+    pad0: u32,
+    pad1: u32,
+    dims: array<vec4<u32>, 2>,
+    sa: array<vec4<u32>, 2>,
+    sb: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<storage, read> ba: array<f32>;
+@group(0) @binding(1) var<storage, read> bb: array<f32>;
+@group(0) @binding(2) var<storage, read_write> by: array<f32>;
+@group(0) @binding(3) var<uniform> B: Strided;
+
+fn binary_f(a: f32, b: f32) -> f32 {
+    switch OP {
+        case 0u: { return a + b; }
+        case 1u: { return a - b; }
+        case 2u: { return a * b; }
+        default: { return a / b; }
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if i >= B.n {
+        return;
+    }
+    var rest = i;
+    var ia = 0u;
+    var ib = 0u;
+    for (var d = i32(B.rank) - 1; d >= 0; d--) {
+        let k = u32(d);
+        let size = B.dims[k / 4u][k % 4u];
+        let c = rest % size;
+        rest = rest / size;
+        ia += c * B.sa[k / 4u][k % 4u];
+        ib += c * B.sb[k / 4u][k % 4u];
+    }
+    by[i] = binary_f(ba[ia], bb[ib]);
+}
+
+@group(0) @binding(0) var<storage, read> rx: array<f32>;
+@group(0) @binding(1) var<storage, read_write> ry: array<f32>;
+@group(0) @binding(2) var<uniform> R: Strided;
+
+// y = x repeated along its broadcast axes (strides `sa`).
+@compute @workgroup_size(256)
+fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = element(wid, nwg, lid);
+    if i >= R.n {
+        return;
+    }
+    var rest = i;
+    var ia = 0u;
+    for (var d = i32(R.rank) - 1; d >= 0; d--) {
+        let k = u32(d);
+        let size = R.dims[k / 4u][k % 4u];
+        ia += (rest % size) * R.sa[k / 4u][k % 4u];
+        rest = rest / size;
+    }
+    ry[i] = rx[ia];
+}

@@ -1,0 +1,39 @@
+// Concatenation and split along the last axis (the channels of NHWC), one part per dispatch:
+// part element (r, j) is whole element (r, offset + j).
+
+struct Params {
+    rows: u32,
+    width: u32,
+    total: u32,
+    offset: u32,
+}
+
+const WG: u32 = 256u;
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<uniform> P: Params;
+
+@compute @workgroup_size(256)
+fn concat_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if i >= P.rows * P.width {
+        return;
+    }
+    let r = i / P.width;
+    let j = i % P.width;
+    dst[r * P.total + P.offset + j] = src[i];
+}
+
+@compute @workgroup_size(256)
+fn split_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if i >= P.rows * P.width {
+        return;
+    }
+    let r = i / P.width;
+    let j = i % P.width;
+    dst[i] = src[r * P.total + P.offset + j];
+}

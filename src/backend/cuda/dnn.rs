@@ -1,0 +1,726 @@
+//! cuDNN through `cudarc::cudnn::sys`: the handle, owned descriptors, convolution plans (an
+//! algorithm chosen once per shape, with its workspace size) and the reusable workspace.
+//!
+//! Tensors are NHWC (`CUDNN_TENSOR_NHWC`) and filters `[out, kh, kw, in]`, which is cuDNN's NHWC
+//! filter format (K × R × S × C). Algorithms come from cuDNN's heuristics
+//! (`cudnnGetConvolution*Algorithm_v7`), best first; in strict fp32 mode the descriptor's math
+//! type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped. Should cuDNN
+//! refuse the chosen algorithm when it runs, the next candidate is tried and remembered.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use cudarc::cudnn::sys;
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
+
+use super::{backend_error, driver_error};
+use crate::backend::Conv2dParams;
+use crate::error::Result;
+
+/// Workspaces above this size are not considered (the next candidate is used instead).
+const MAX_WORKSPACE: usize = 4 << 30;
+
+/// A cuDNN status as an error naming the call.
+pub(crate) fn status(call: &str, s: sys::cudnnStatus_t) -> Result<()> {
+    if s == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+        return Ok(());
+    }
+    // SAFETY: cudnnGetErrorString returns a static NUL-terminated string for any status.
+    let text = unsafe {
+        let p = sys::cudnnGetErrorString(s);
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    Err(backend_error(format!("{call}: {s:?} {text}")))
+}
+
+/// Errors (instead of letting cudarc abort) when the cuDNN library lacks a function magnet uses.
+pub(crate) fn check_symbols() -> Result<()> {
+    const SYMBOLS: &[&str] = &[
+        "cudnnCreate",
+        "cudnnSetStream",
+        "cudnnGetErrorString",
+        "cudnnCnnVersionCheck",
+        "cudnnOpsVersionCheck",
+        "cudnnCreateTensorDescriptor",
+        "cudnnSetTensor4dDescriptor",
+        "cudnnDestroyTensorDescriptor",
+        "cudnnCreateFilterDescriptor",
+        "cudnnSetFilter4dDescriptor",
+        "cudnnDestroyFilterDescriptor",
+        "cudnnCreateConvolutionDescriptor",
+        "cudnnSetConvolution2dDescriptor",
+        "cudnnSetConvolutionMathType",
+        "cudnnDestroyConvolutionDescriptor",
+        "cudnnGetConvolutionForwardAlgorithm_v7",
+        "cudnnGetConvolutionBackwardDataAlgorithm_v7",
+        "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
+        "cudnnGetConvolutionForwardWorkspaceSize",
+        "cudnnGetConvolutionBackwardDataWorkspaceSize",
+        "cudnnGetConvolutionBackwardFilterWorkspaceSize",
+        "cudnnConvolutionForward",
+        "cudnnConvolutionBackwardData",
+        "cudnnConvolutionBackwardFilter",
+        "cudnnDeriveBNTensorDescriptor",
+        "cudnnBatchNormalizationForwardTraining",
+        "cudnnBatchNormalizationForwardInference",
+        "cudnnBatchNormalizationBackward",
+    ];
+    // SAFETY: the library was found by `check_libraries`; looking a symbol up calls nothing.
+    let lib = unsafe { sys::culib() };
+    for name in SYMBOLS {
+        // SAFETY: only the symbol's presence is checked; it is never called through this type.
+        if unsafe { lib.get::<unsafe extern "C" fn()>(name.as_bytes()) }.is_err() {
+            return Err(backend_error(format!(
+                "the cuDNN library lacks {name} (cuDNN 9 is required)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An owned tensor descriptor.
+pub(crate) struct TensorDesc(pub(crate) sys::cudnnTensorDescriptor_t);
+
+impl TensorDesc {
+    /// An f32 tensor of NCHW sizes `[n, c, h, w]` stored NHWC.
+    pub(crate) fn nhwc(dims: [usize; 4]) -> Result<Self> {
+        let d = int_dims("tensor", dims)?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: plain descriptor creation and setup.
+        unsafe {
+            status(
+                "cudnnCreateTensorDescriptor",
+                sys::cudnnCreateTensorDescriptor(&mut raw),
+            )?;
+            let desc = TensorDesc(raw);
+            status(
+                "cudnnSetTensor4dDescriptor",
+                sys::cudnnSetTensor4dDescriptor(
+                    desc.0,
+                    sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+                    sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                    d[0],
+                    d[1],
+                    d[2],
+                    d[3],
+                ),
+            )?;
+            Ok(desc)
+        }
+    }
+
+    /// The per-channel parameter descriptor cuDNN derives for spatial batch norm over `x`.
+    pub(crate) fn batch_norm_params(x: &TensorDesc) -> Result<Self> {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: plain descriptor creation; `x` is a live descriptor.
+        unsafe {
+            status(
+                "cudnnCreateTensorDescriptor",
+                sys::cudnnCreateTensorDescriptor(&mut raw),
+            )?;
+            let desc = TensorDesc(raw);
+            status(
+                "cudnnDeriveBNTensorDescriptor",
+                sys::cudnnDeriveBNTensorDescriptor(
+                    desc.0,
+                    x.0,
+                    sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
+                ),
+            )?;
+            Ok(desc)
+        }
+    }
+}
+
+impl Drop for TensorDesc {
+    fn drop(&mut self) {
+        // SAFETY: created by cudnnCreateTensorDescriptor and destroyed once.
+        unsafe { sys::cudnnDestroyTensorDescriptor(self.0) };
+    }
+}
+
+/// An owned filter descriptor.
+struct FilterDesc(sys::cudnnFilterDescriptor_t);
+
+impl FilterDesc {
+    /// f32 weights `[out, kh, kw, in]`: cuDNN's NHWC filter format with K = out, C = in.
+    fn nhwc(out: usize, kh: usize, kw: usize, inp: usize) -> Result<Self> {
+        let d = int_dims("filter", [out, inp, kh, kw])?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: plain descriptor creation and setup.
+        unsafe {
+            status(
+                "cudnnCreateFilterDescriptor",
+                sys::cudnnCreateFilterDescriptor(&mut raw),
+            )?;
+            let desc = FilterDesc(raw);
+            status(
+                "cudnnSetFilter4dDescriptor",
+                sys::cudnnSetFilter4dDescriptor(
+                    desc.0,
+                    sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                    sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+                    d[0],
+                    d[1],
+                    d[2],
+                    d[3],
+                ),
+            )?;
+            Ok(desc)
+        }
+    }
+}
+
+impl Drop for FilterDesc {
+    fn drop(&mut self) {
+        // SAFETY: created by cudnnCreateFilterDescriptor and destroyed once.
+        unsafe { sys::cudnnDestroyFilterDescriptor(self.0) };
+    }
+}
+
+/// An owned convolution descriptor.
+struct ConvDesc(sys::cudnnConvolutionDescriptor_t);
+
+impl ConvDesc {
+    fn new(p: &Conv2dParams) -> Result<Self> {
+        let g = [
+            p.padding[0],
+            p.padding[1],
+            p.stride[0],
+            p.stride[1],
+            p.dilation[0],
+            p.dilation[1],
+        ];
+        let g: Vec<i32> = g
+            .iter()
+            .map(|&v| i32::try_from(v).map_err(|_| backend_error("convolution geometry overflows")))
+            .collect::<Result<_>>()?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: plain descriptor creation and setup.
+        unsafe {
+            status(
+                "cudnnCreateConvolutionDescriptor",
+                sys::cudnnCreateConvolutionDescriptor(&mut raw),
+            )?;
+            let desc = ConvDesc(raw);
+            status(
+                "cudnnSetConvolution2dDescriptor",
+                sys::cudnnSetConvolution2dDescriptor(
+                    desc.0,
+                    g[0],
+                    g[1],
+                    g[2],
+                    g[3],
+                    g[4],
+                    g[5],
+                    sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+                    sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                ),
+            )?;
+            Ok(desc)
+        }
+    }
+
+    fn set_math(&self, math: sys::cudnnMathType_t) -> Result<()> {
+        // SAFETY: a live descriptor.
+        status("cudnnSetConvolutionMathType", unsafe {
+            sys::cudnnSetConvolutionMathType(self.0, math)
+        })
+    }
+}
+
+impl Drop for ConvDesc {
+    fn drop(&mut self) {
+        // SAFETY: created by cudnnCreateConvolutionDescriptor and destroyed once.
+        unsafe { sys::cudnnDestroyConvolutionDescriptor(self.0) };
+    }
+}
+
+fn int_dims(what: &str, dims: [usize; 4]) -> Result<[i32; 4]> {
+    let mut out = [0i32; 4];
+    for (o, d) in out.iter_mut().zip(dims) {
+        *o = i32::try_from(d).map_err(|_| {
+            backend_error(format!("{what} size {dims:?} exceeds cuDNN's int range"))
+        })?;
+    }
+    Ok(out)
+}
+
+/// Which convolution primitive a plan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ConvKind {
+    Forward,
+    BackwardData,
+    BackwardFilter,
+}
+
+/// cuDNN's `cudnnConvolution*AlgoPerf_t` (all three share this layout), read with plain
+/// integers so that values unknown to the bindings cannot form invalid enums.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct AlgoPerf {
+    algo: u32,
+    status: u32,
+    time: f32,
+    memory: usize,
+    determinism: u32,
+    math_type: u32,
+    reserved: [i32; 3],
+}
+
+/// One runnable choice: algorithm (as its integer value), math type and workspace bytes.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    algo: u32,
+    math: sys::cudnnMathType_t,
+    workspace: usize,
+}
+
+/// Descriptors and candidate algorithms of one convolution shape.
+struct ConvPlan {
+    x: TensorDesc,
+    w: FilterDesc,
+    conv: ConvDesc,
+    y: TensorDesc,
+    candidates: Vec<Candidate>,
+    /// Index of the candidate in use.
+    current: usize,
+}
+
+/// The cuDNN state of a backend. Used under the backend's lock only.
+pub(crate) struct Dnn {
+    handle: sys::cudnnHandle_t,
+    stream: Arc<CudaStream>,
+    plans: HashMap<(ConvKind, Conv2dParams, bool), ConvPlan>,
+    workspace: Option<CudaSlice<u8>>,
+}
+
+// SAFETY: the handle and descriptors are only used by one thread at a time (behind a mutex),
+// which cuDNN allows.
+unsafe impl Send for Dnn {}
+
+impl Drop for Dnn {
+    fn drop(&mut self) {
+        self.plans.clear();
+        // SAFETY: created by cudnnCreate and destroyed once.
+        unsafe { sys::cudnnDestroy(self.handle) };
+    }
+}
+
+fn math_of(v: u32) -> Option<sys::cudnnMathType_t> {
+    use sys::cudnnMathType_t::*;
+    Some(match v {
+        0 => CUDNN_DEFAULT_MATH,
+        1 => CUDNN_TENSOR_OP_MATH,
+        2 => CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION,
+        3 => CUDNN_FMA_MATH,
+        _ => return None,
+    })
+}
+
+fn fwd_algo(v: u32) -> Option<sys::cudnnConvolutionFwdAlgo_t> {
+    use sys::cudnnConvolutionFwdAlgo_t::*;
+    Some(match v {
+        0 => CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+        1 => CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+        2 => CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
+        3 => CUDNN_CONVOLUTION_FWD_ALGO_DIRECT,
+        4 => CUDNN_CONVOLUTION_FWD_ALGO_FFT,
+        5 => CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING,
+        6 => CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD,
+        7 => CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+        _ => return None,
+    })
+}
+
+fn bwd_data_algo(v: u32) -> Option<sys::cudnnConvolutionBwdDataAlgo_t> {
+    use sys::cudnnConvolutionBwdDataAlgo_t::*;
+    Some(match v {
+        0 => CUDNN_CONVOLUTION_BWD_DATA_ALGO_0,
+        1 => CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+        2 => CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT,
+        3 => CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING,
+        4 => CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD,
+        5 => CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED,
+        _ => return None,
+    })
+}
+
+fn bwd_filter_algo(v: u32) -> Option<sys::cudnnConvolutionBwdFilterAlgo_t> {
+    use sys::cudnnConvolutionBwdFilterAlgo_t::*;
+    Some(match v {
+        0 => CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0,
+        1 => CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
+        2 => CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT,
+        3 => CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3,
+        4 => CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD,
+        5 => CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED,
+        6 => CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING,
+        _ => return None,
+    })
+}
+
+/// Whether an algorithm's arithmetic is a plain sum of products (no FFT or Winograd transforms,
+/// whose rounding errors grow with the tile size), as strict fp32 mode requires.
+fn is_direct(kind: ConvKind, algo: u32) -> bool {
+    match kind {
+        ConvKind::Forward => algo <= 3,
+        ConvKind::BackwardData => algo <= 1,
+        ConvKind::BackwardFilter => algo <= 1 || algo == 3,
+    }
+}
+
+/// Device memory addresses of one convolution call: input-like, weights-like, output.
+pub(crate) struct ConvPtrs {
+    /// `x` (forward, backward-filter) or `dy` (backward-data).
+    pub a: u64,
+    /// `w` (forward, backward-data) or `dy` (backward-filter).
+    pub b: u64,
+    /// The output: `y`, `dx` or `dw`.
+    pub out: u64,
+}
+
+impl Dnn {
+    /// A handle on `stream`, after cuDNN's own version checks.
+    pub(crate) fn new(ctx: &Arc<CudaContext>, stream: &Arc<CudaStream>) -> Result<Self> {
+        ctx.bind_to_thread()
+            .map_err(|e| driver_error("binding the context", e))?;
+        // SAFETY: plain library calls; the stream outlives the handle (held in `Dnn`).
+        unsafe {
+            status("cudnnCnnVersionCheck", sys::cudnnCnnVersionCheck())?;
+            status("cudnnOpsVersionCheck", sys::cudnnOpsVersionCheck())?;
+            let mut handle = std::ptr::null_mut();
+            status("cudnnCreate", sys::cudnnCreate(&mut handle))?;
+            let dnn = Dnn {
+                handle,
+                stream: stream.clone(),
+                plans: HashMap::new(),
+                workspace: None,
+            };
+            status(
+                "cudnnSetStream",
+                sys::cudnnSetStream(dnn.handle, stream.cu_stream() as _),
+            )?;
+            Ok(dnn)
+        }
+    }
+
+    pub(crate) fn handle(&self) -> sys::cudnnHandle_t {
+        self.handle
+    }
+
+    /// A workspace of at least `bytes` bytes (grown when needed; the old one is freed in stream
+    /// order), and its address (0 for no workspace).
+    fn workspace(&mut self, bytes: usize) -> Result<u64> {
+        if bytes == 0 {
+            return Ok(0);
+        }
+        if self.workspace.as_ref().is_none_or(|w| w.len() < bytes) {
+            self.workspace = None;
+            // SAFETY: a workspace is scratch memory that cuDNN writes before reading.
+            let ws = unsafe { self.stream.alloc::<u8>(bytes) }
+                .map_err(|e| driver_error(&format!("allocating a {bytes}-byte workspace"), e))?;
+            self.workspace = Some(ws);
+        }
+        let ws = self.workspace.as_ref().expect("allocated above");
+        let (ptr, _record) = ws.device_ptr(&self.stream);
+        Ok(ptr)
+    }
+
+    /// Creates the plan of `(kind, p, tf32)`: descriptors and the heuristics' candidates.
+    fn plan(&mut self, kind: ConvKind, p: &Conv2dParams, tf32: bool) -> Result<&mut ConvPlan> {
+        let key = (kind, *p, tf32);
+        if !self.plans.contains_key(&key) {
+            let plan = self.make_plan(kind, p, tf32)?;
+            self.plans.insert(key, plan);
+        }
+        Ok(self.plans.get_mut(&key).expect("inserted above"))
+    }
+
+    fn make_plan(&self, kind: ConvKind, p: &Conv2dParams, tf32: bool) -> Result<ConvPlan> {
+        let x = TensorDesc::nhwc([p.batch, p.in_channels, p.in_h, p.in_w])?;
+        let y = TensorDesc::nhwc([p.batch, p.out_channels, p.out_h(), p.out_w()])?;
+        let w = FilterDesc::nhwc(p.out_channels, p.kernel[0], p.kernel[1], p.in_channels)?;
+        let conv = ConvDesc::new(p)?;
+        let base_math = if tf32 {
+            sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
+        } else {
+            sys::cudnnMathType_t::CUDNN_FMA_MATH
+        };
+        conv.set_math(base_math)?;
+
+        const MAX_ALGOS: usize = 16;
+        let zero = AlgoPerf {
+            algo: 0,
+            status: 0,
+            time: 0.0,
+            memory: 0,
+            determinism: 0,
+            math_type: 0,
+            reserved: [0; 3],
+        };
+        let mut perf = [zero; MAX_ALGOS];
+        let mut returned = 0i32;
+        let h = self.handle;
+        // SAFETY: live handle and descriptors; `perf` holds MAX_ALGOS results of the layout
+        // cuDNN writes (AlgoPerf mirrors cudnnConvolution*AlgoPerf_t).
+        let s = unsafe {
+            match kind {
+                ConvKind::Forward => sys::cudnnGetConvolutionForwardAlgorithm_v7(
+                    h,
+                    x.0,
+                    w.0,
+                    conv.0,
+                    y.0,
+                    MAX_ALGOS as i32,
+                    &mut returned,
+                    perf.as_mut_ptr().cast(),
+                ),
+                ConvKind::BackwardData => sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                    h,
+                    w.0,
+                    y.0,
+                    conv.0,
+                    x.0,
+                    MAX_ALGOS as i32,
+                    &mut returned,
+                    perf.as_mut_ptr().cast(),
+                ),
+                ConvKind::BackwardFilter => sys::cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                    h,
+                    x.0,
+                    y.0,
+                    conv.0,
+                    w.0,
+                    MAX_ALGOS as i32,
+                    &mut returned,
+                    perf.as_mut_ptr().cast(),
+                ),
+            }
+        };
+        status("cudnnGetConvolution*Algorithm_v7", s)?;
+
+        let mut candidates = Vec::new();
+        for r in &perf[..(returned.max(0) as usize).min(MAX_ALGOS)] {
+            if r.status != sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS as u32 {
+                continue;
+            }
+            let Some(math) = math_of(r.math_type) else {
+                continue;
+            };
+            let tensor_ops = matches!(
+                math,
+                sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH
+                    | sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
+            );
+            if !tf32 && (tensor_ops || !is_direct(kind, r.algo)) {
+                continue;
+            }
+            let math = if tf32 { math } else { base_math };
+            if conv.set_math(math).is_err() {
+                continue;
+            }
+            let Ok(workspace) = workspace_size(h, kind, &x, &w, &conv, &y, r.algo) else {
+                continue;
+            };
+            if workspace <= MAX_WORKSPACE {
+                candidates.push(Candidate {
+                    algo: r.algo,
+                    math,
+                    workspace,
+                });
+            }
+        }
+        if candidates.is_empty() {
+            return Err(backend_error(format!(
+                "cuDNN offers no {} algorithm for {kind:?} {p:?} (heuristics returned {returned})",
+                if tf32 { "" } else { "strict fp32" }
+            )));
+        }
+        Ok(ConvPlan {
+            x,
+            w,
+            conv,
+            y,
+            candidates,
+            current: 0,
+        })
+    }
+
+    /// Runs convolution `kind` of `p`, overwriting the output (beta = 0).
+    pub(crate) fn convolution(
+        &mut self,
+        kind: ConvKind,
+        p: &Conv2dParams,
+        tf32: bool,
+        ptrs: ConvPtrs,
+    ) -> Result<()> {
+        let mut last_error = None;
+        loop {
+            let (cand, count) = {
+                let plan = self.plan(kind, p, tf32)?;
+                if plan.current >= plan.candidates.len() {
+                    break;
+                }
+                (plan.candidates[plan.current], plan.candidates.len())
+            };
+            let ws = self.workspace(cand.workspace)?;
+            let h = self.handle;
+            let plan = self.plan(kind, p, tf32)?;
+            plan.conv.set_math(cand.math)?;
+            let s = run_conv(h, kind, plan, cand, &ptrs, ws);
+            match s {
+                sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS => return Ok(()),
+                sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED
+                | sys::cudnnStatus_t::CUDNN_STATUS_BAD_PARAM
+                | sys::cudnnStatus_t::CUDNN_STATUS_EXECUTION_FAILED
+                    if plan.current + 1 < count =>
+                {
+                    last_error = Some(s);
+                    plan.current += 1;
+                }
+                other => {
+                    return status(
+                        &format!("cuDNN {kind:?} with algorithm {} on {p:?}", cand.algo),
+                        other,
+                    )
+                }
+            }
+        }
+        Err(backend_error(format!(
+            "cuDNN refused every {kind:?} algorithm for {p:?} (last: {last_error:?})"
+        )))
+    }
+}
+
+fn workspace_size(
+    h: sys::cudnnHandle_t,
+    kind: ConvKind,
+    x: &TensorDesc,
+    w: &FilterDesc,
+    conv: &ConvDesc,
+    y: &TensorDesc,
+    algo: u32,
+) -> Result<usize> {
+    let mut bytes = 0usize;
+    let bad = || backend_error(format!("unknown cuDNN {kind:?} algorithm {algo}"));
+    // SAFETY: live handle and descriptors; `bytes` is a valid out-pointer.
+    let s = unsafe {
+        match kind {
+            ConvKind::Forward => sys::cudnnGetConvolutionForwardWorkspaceSize(
+                h,
+                x.0,
+                w.0,
+                conv.0,
+                y.0,
+                fwd_algo(algo).ok_or_else(bad)?,
+                &mut bytes,
+            ),
+            ConvKind::BackwardData => sys::cudnnGetConvolutionBackwardDataWorkspaceSize(
+                h,
+                w.0,
+                y.0,
+                conv.0,
+                x.0,
+                bwd_data_algo(algo).ok_or_else(bad)?,
+                &mut bytes,
+            ),
+            ConvKind::BackwardFilter => sys::cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                h,
+                x.0,
+                y.0,
+                conv.0,
+                w.0,
+                bwd_filter_algo(algo).ok_or_else(bad)?,
+                &mut bytes,
+            ),
+        }
+    };
+    status("cudnnGetConvolution*WorkspaceSize", s)?;
+    Ok(bytes)
+}
+
+fn run_conv(
+    h: sys::cudnnHandle_t,
+    kind: ConvKind,
+    plan: &ConvPlan,
+    cand: Candidate,
+    ptrs: &ConvPtrs,
+    ws: u64,
+) -> sys::cudnnStatus_t {
+    let one = 1.0f32;
+    let zero = 0.0f32;
+    let alpha = &one as *const f32 as *const c_void;
+    let beta = &zero as *const f32 as *const c_void;
+    let (a, b, out) = (
+        ptrs.a as *const c_void,
+        ptrs.b as *const c_void,
+        ptrs.out as *mut c_void,
+    );
+    let ws_ptr = ws as *mut c_void;
+    // SAFETY: live handle and descriptors describing the buffers behind the pointers, whose
+    // lengths the caller checked; the workspace holds at least `cand.workspace` bytes.
+    unsafe {
+        match kind {
+            ConvKind::Forward => match fwd_algo(cand.algo) {
+                Some(algo) => sys::cudnnConvolutionForward(
+                    h,
+                    alpha,
+                    plan.x.0,
+                    a,
+                    plan.w.0,
+                    b,
+                    plan.conv.0,
+                    algo,
+                    ws_ptr,
+                    cand.workspace,
+                    beta,
+                    plan.y.0,
+                    out,
+                ),
+                None => sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED,
+            },
+            ConvKind::BackwardData => match bwd_data_algo(cand.algo) {
+                Some(algo) => sys::cudnnConvolutionBackwardData(
+                    h,
+                    alpha,
+                    plan.w.0,
+                    b,
+                    plan.y.0,
+                    a,
+                    plan.conv.0,
+                    algo,
+                    ws_ptr,
+                    cand.workspace,
+                    beta,
+                    plan.x.0,
+                    out,
+                ),
+                None => sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED,
+            },
+            ConvKind::BackwardFilter => match bwd_filter_algo(cand.algo) {
+                Some(algo) => sys::cudnnConvolutionBackwardFilter(
+                    h,
+                    alpha,
+                    plan.x.0,
+                    a,
+                    plan.y.0,
+                    b,
+                    plan.conv.0,
+                    algo,
+                    ws_ptr,
+                    cand.workspace,
+                    beta,
+                    plan.w.0,
+                    out,
+                ),
+                None => sys::cudnnStatus_t::CUDNN_STATUS_NOT_SUPPORTED,
+            },
+        }
+    }
+}
