@@ -302,3 +302,23 @@ extern "C" __global__ void confusion_count(const float* z, const float* labels, 
 extern "C" __global__ void u32_to_f32(const u32* src, float* dst, u64 n) {
     GRID_LOOP(i, n) { dst[i] = (float)src[i]; }
 }
+
+// Validation (optional, see CudaBackend::set_validate_labels): `first` (initialised to
+// u64::MAX) receives the smallest index whose value is invalid. Mode 0: a class in
+// [0, classes) or the ignore index; 1: a non-negative integer; 2: finite and >= 0.
+extern "C" __global__ void find_invalid(const float* v, u64 n, u64 classes, i64 ignore, int mode,
+                                        u64* first) {
+    GRID_LOOP(i, n) {
+        float x = v[i];
+        bool ok;
+        if (mode == 0) {
+            bool integer = x >= 0.0f && x == floorf(x) && x < 4294967296.0f;
+            ok = integer && ((ignore >= 0 && (i64)(u64)x == ignore) || (u64)x < classes);
+        } else if (mode == 1) {
+            ok = x >= 0.0f && x < F_INF && x == floorf(x);
+        } else {
+            ok = x >= 0.0f && x < F_INF;
+        }
+        if (!ok) atomicMin(first, i);
+    }
+}

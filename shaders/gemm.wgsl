@@ -159,12 +159,11 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ty = lid3.y;
     let col0 = wid.x * TILE;
     let row0 = (wid.y + wid.z * nwg.y) * TILE;
-    var acc: array<array<f32, 4>, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            acc[i][j] = 0.0;
-        }
-    }
+    // Row i of the thread's block, columns tx + 16·j in lane j.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     let ktiles = (P.k + KT - 1u) / KT;
     for (var t = 0u; t < ktiles; t++) {
         let k0 = t * KT;
@@ -181,20 +180,17 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KT; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = As[kk * TILE + ty + 16u * i];
-                bv[i] = Bs[kk * TILE + tx + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] = acc[i][j] + av[i] * bv[j];
-                }
-            }
+            let ao = kk * TILE + ty;
+            let bo = kk * TILE + tx;
+            let bv = vec4<f32>(Bs[bo], Bs[bo + 16u], Bs[bo + 32u], Bs[bo + 48u]);
+            acc0 += As[ao] * bv;
+            acc1 += As[ao + 16u] * bv;
+            acc2 += As[ao + 32u] * bv;
+            acc3 += As[ao + 48u] * bv;
         }
         workgroupBarrier();
     }
+    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + ty + 16u * i;
         if row >= P.m {

@@ -2,8 +2,8 @@
 // Dice), foreground masks, the Euclidean distance transform and per-image confusion counts.
 //
 // Labels are class indices stored as f32. A label that is neither an integer class in
-// [0, classes) nor the ignore index contributes nothing and is reported through the `status`
-// words (op code, row, label bits), which the host checks whenever it waits for the device.
+// [0, classes) nor the ignore index contributes nothing and is reported through the call's
+// `status` words (op code, row, label bits), which the host reads back to return an error.
 // Scalar losses are sums of per-row terms, written to a scratch buffer and summed by
 // `column_sums`, so no kernel needs float atomics.
 

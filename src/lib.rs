@@ -16,6 +16,7 @@ pub mod loss;
 pub mod metrics;
 pub mod models;
 pub mod optim;
+pub mod predict;
 pub mod tensor;
 pub mod train;
 

@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use magnet::io::checkpoint::{unet_config_attrs, unet_config_from_attrs};
+use magnet::io::checkpoint::{model_config_attrs, model_config_from_attrs};
 use magnet::io::{
     load_checkpoint, read_checkpoint_meta, save_checkpoint, AttrValue, CheckpointMeta, H5Reader,
     H5Writer, WriteOptions,
 };
 use magnet::layers;
-use magnet::models::{UNet, UNetConfig, Upsampling};
+use magnet::models::{Architecture, UNet, UNetConfig, Upsampling};
 use magnet::optim::{Adam, AdamConfig, Optimizer, OptimizerState};
 use magnet::{CpuBackend, Error, Executor, Graph, HostTensor, Mode, NodeId};
 
@@ -53,7 +53,7 @@ fn nchw_to_nhwc(t: &HostTensor) -> HostTensor {
 fn check_pytorch_fixture(upsampling: Upsampling, file: &str) {
     let path = root().join("tests/fixtures").join(file);
     let meta = read_checkpoint_meta(&path).unwrap();
-    let cfg = unet_config_from_attrs(&path, &meta.config).unwrap();
+    let (_, cfg) = model_config_from_attrs(&path, &meta.config).unwrap();
     assert_eq!(cfg, unet_config(4, upsampling));
 
     let reader = H5Reader::open(&path).unwrap();
@@ -168,7 +168,7 @@ fn meta(cfg: &UNetConfig) -> CheckpointMeta {
         epoch: 3,
         step: 2,
         seed: u64::MAX - 5,
-        config: unet_config_attrs(cfg),
+        config: model_config_attrs(Architecture::UNet, cfg),
         extra: [
             ("lr".to_string(), AttrValue::Float(1e-3)),
             ("note".to_string(), AttrValue::from("résumé ✓")),
@@ -196,7 +196,7 @@ fn save_then_load_gives_identical_tensors_and_metadata() {
     assert_eq!(ckpt.meta, meta(&a.cfg));
     assert_eq!(ckpt.optimizer.as_ref(), Some(&state));
     assert_eq!(
-        unet_config_from_attrs(&path, &ckpt.meta.config).unwrap(),
+        model_config_from_attrs(&path, &ckpt.meta.config).unwrap().1,
         a.cfg
     );
 

@@ -119,33 +119,28 @@ fn cuda_binary_broadcast_and_reduce_match_cpu() {
     let (sa, sb) = (Shape::new([2, 3, 1, 5]), Shape::new([3, 4, 1]));
     let out = sa.broadcast(&sb).expect("broadcast");
     let (a, b) = (values(sa.numel(), 3), values(sb.numel(), 4));
-    let run = |be: &dyn Fn(&[f32], &[f32]) -> Vec<f32>| be(&a, &b);
-    let cpu = run(&|a, b| {
-        let mut y = zeros(&c, out.numel());
-        c.binary(
-            BinaryOp::Mul,
-            &upload(&c, a),
-            &sa,
-            &upload(&c, b),
-            &sb,
-            &mut y,
-        )
-        .expect("cpu binary");
-        download(&c, &y)
-    });
-    let gpu = run(&|a, b| {
-        let mut y = zeros(&g, out.numel());
-        g.binary(
-            BinaryOp::Mul,
-            &upload(&g, a),
-            &sa,
-            &upload(&g, b),
-            &sb,
-            &mut y,
-        )
-        .expect("cuda binary");
-        download(&g, &y)
-    });
+    let mut yc = zeros(&c, out.numel());
+    c.binary(
+        BinaryOp::Mul,
+        &upload(&c, &a),
+        &sa,
+        &upload(&c, &b),
+        &sb,
+        &mut yc,
+    )
+    .expect("cpu binary");
+    let cpu = download(&c, &yc);
+    let mut yg = zeros(&g, out.numel());
+    g.binary(
+        BinaryOp::Mul,
+        &upload(&g, &a),
+        &sa,
+        &upload(&g, &b),
+        &sb,
+        &mut yg,
+    )
+    .expect("cuda binary");
+    let gpu = download(&g, &yg);
     assert_close("binary mul [2,3,1,5] × [3,4,1]", &gpu, &cpu, 0.0, 0.0);
 
     // Bias gradient (columns), a row reduction and a full reduction.
@@ -338,4 +333,64 @@ fn cuda_cudnn_batch_norm_matches_cpu() {
             1e-5,
         );
     }
+}
+
+#[test]
+fn cuda_tf32_mode_runs_conv_and_gemm() {
+    let Some(g) = cuda() else { return };
+    let c = CpuBackend::new();
+    g.set_tf32(true).expect("set_tf32(true)");
+    assert!(g.tf32());
+    let p = Conv2dParams {
+        batch: 1,
+        in_h: 16,
+        in_w: 16,
+        in_channels: 32,
+        out_channels: 32,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let x = values(p.input_shape().numel(), 17);
+    let w = values(p.weight_shape().numel(), 18);
+    let mut yc = zeros(&c, p.output_shape().numel());
+    c.conv2d_forward(&p, &upload(&c, &x), &upload(&c, &w), &mut yc)
+        .expect("cpu conv");
+    let mut yg = zeros(&g, p.output_shape().numel());
+    g.conv2d_forward(&p, &upload(&g, &x), &upload(&g, &w), &mut yg)
+        .expect("cuda conv2d_forward with TF32");
+    // TF32 keeps 10 mantissa bits of each input: ~1e-3 relative per product, sums of 288.
+    assert_close(
+        "conv2d_forward (TF32)",
+        &download(&g, &yg),
+        &download(&c, &yc),
+        1e-2,
+        5e-2,
+    );
+
+    let gp = GemmParams {
+        m: 64,
+        n: 48,
+        k: 80,
+        trans_a: false,
+        trans_b: true,
+        alpha: 1.0,
+        beta: 0.0,
+    };
+    let (a, b) = (values(64 * 80, 19), values(48 * 80, 20));
+    let mut cc = zeros(&c, 64 * 48);
+    c.gemm(&gp, &upload(&c, &a), &upload(&c, &b), &mut cc)
+        .expect("cpu gemm");
+    let mut cg = zeros(&g, 64 * 48);
+    g.gemm(&gp, &upload(&g, &a), &upload(&g, &b), &mut cg)
+        .expect("cuda gemm with TF32");
+    assert_close(
+        "gemm (TF32)",
+        &download(&g, &cg),
+        &download(&c, &cc),
+        1e-2,
+        5e-2,
+    );
+    g.set_tf32(false).expect("set_tf32(false)");
 }

@@ -348,8 +348,10 @@ pub trait OptimOps: Memory {
 /// losses and metrics need (foreground masks, distance transforms, confusion counts).
 ///
 /// Labels are class indices stored as f32 (`0.0, 1.0, ...`). A label that is not an integer in
-/// `[0, classes)` and not the ignore index is an error where a backend can check it (the CPU
-/// does; a GPU backend that cannot report it treats the row as ignored).
+/// `[0, classes)` and not the ignore index is an `InvalidArgument` error where a backend can
+/// check it: the CPU returns it from the call; a GPU backend may also return it at the next wait
+/// ([`Memory::download`], [`Memory::sync`]), or, where it cannot check at all, treat the row as
+/// ignored.
 pub trait LossOps: Memory {
     /// Softmax cross-entropy of `logits` (`rows × classes`) against `labels` (`rows`), writing
     /// the scalar loss to `loss` (`[1]`) and `dL/dlogits` to `grad` (`rows × classes`).

@@ -144,7 +144,8 @@ pub(crate) fn decode(path: &Path) -> Result<DynamicImage> {
 }
 
 /// A decoded image: `height × width × channels` f32 values in [0, 1], channels last.
-pub(crate) struct Pixels {
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pixels {
     pub height: usize,
     pub width: usize,
     pub channels: usize,
@@ -152,7 +153,7 @@ pub(crate) struct Pixels {
 }
 
 /// Decodes the image at `path` to f32 values in [0, 1] with the requested channels.
-pub(crate) fn load_image(path: &Path, channels: Channels) -> Result<Pixels> {
+pub fn load_image(path: &Path, channels: Channels) -> Result<Pixels> {
     Ok(to_pixels(decode(path)?, channels))
 }
 

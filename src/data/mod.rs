@@ -22,7 +22,7 @@ pub use cifar::{Cifar, CifarLabels};
 pub use class_folder::{ClassFolder, ClassFolderConfig};
 pub use class_map::ClassMap;
 pub use classification::{ClassificationDataset, LabeledImage, Split};
-pub use decode::Channels;
+pub use decode::{load_image, Channels, Pixels};
 #[cfg(feature = "hdf5")]
 pub use hdf5::{Hdf5Segmentation, Hdf5SegmentationConfig, ImageLayout};
 pub use image_folder::{ImageMaskFolder, ImageMaskFolderConfig};

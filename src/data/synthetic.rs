@@ -1,8 +1,9 @@
 //! A built-in data set so training runs with no files: ellipses and rectangles on textured, noisy
 //! backgrounds, every sample a pure function of the seed and its index.
 //!
-//! Classes: 0 background, 1 ellipse, 2 rectangle. Foreground and background share their colour
-//! statistics, so a model must use shape and texture, not only brightness.
+//! Classes: 0 background, 1 ellipse (checker texture), 2 rectangle (striped texture). Foreground
+//! and background share their colour statistics, so a model must use shape and texture, not
+//! brightness.
 
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -111,9 +112,15 @@ impl Dataset for Synthetic {
                         _ => dx.abs() <= 1.0 && dy.abs() <= 1.0,
                     };
                     if inside {
-                        let checker = if (x / 2 + y / 2) % 2 == 0 { 0.1 } else { -0.1 };
+                        // Each class has its own fine texture: a checker for ellipses, stripes
+                        // for rectangles.
+                        let texture = match class {
+                            1 => (x / 2 + y / 2) % 2 == 0,
+                            _ => (y / 2) % 2 == 0,
+                        };
+                        let texture = if texture { 0.1 } else { -0.1 };
                         for c in 0..3 {
-                            image[(y * s + x) * 3 + c] = colour[c] + checker;
+                            image[(y * s + x) * 3 + c] = colour[c] + texture;
                         }
                         mask[y * s + x] = class;
                     }

@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::graph::Executor;
 use crate::io::hdf5::{h5_error, AttrValue, Attributes, H5Reader, H5Writer, WriteOptions};
 use crate::io::{from_pytorch_layout, pytorch_shape, to_pytorch_layout};
-use crate::models::{UNetConfig, Upsampling};
+use crate::models::{Architecture, UNetConfig, Upsampling};
 use crate::optim::{OptimizerEntry, OptimizerState};
 use crate::tensor::{HostTensor, Shape};
 
@@ -71,7 +71,7 @@ pub struct CheckpointMeta {
     pub step: u64,
     /// The seed of the run (initialisation, shuffling).
     pub seed: u64,
-    /// The model configuration, attributes of `/config` (see [`unet_config_attrs`]).
+    /// The model configuration, attributes of `/config` (see [`model_config_attrs`]).
     pub config: Attributes,
     /// Anything else worth keeping (learning rate, loss, ...), as root attributes; the names
     /// `format`, `format_version`, `epoch`, `step`, `seed` and `executor_step` are reserved.
@@ -357,14 +357,14 @@ fn read_optimizer<B: Backend>(r: &H5Reader, exec: &Executor<B>) -> Result<Optimi
     Ok(OptimizerState { kind, entries })
 }
 
-/// A U-Net configuration as `/config` attributes.
-pub fn unet_config_attrs(cfg: &UNetConfig) -> Attributes {
+/// A model's architecture and configuration as `/config` attributes.
+pub fn model_config_attrs(arch: Architecture, cfg: &UNetConfig) -> Attributes {
     let upsampling = match cfg.upsampling {
         Upsampling::Transposed => "transposed",
         Upsampling::Bilinear => "bilinear",
     };
     BTreeMap::from([
-        ("model".to_string(), AttrValue::from("unet")),
+        ("model".to_string(), AttrValue::from(arch.name())),
         ("in_channels".into(), (cfg.in_channels as u64).into()),
         ("classes".into(), (cfg.classes as u64).into()),
         ("base_channels".into(), (cfg.base_channels as u64).into()),
@@ -372,8 +372,12 @@ pub fn unet_config_attrs(cfg: &UNetConfig) -> Attributes {
     ])
 }
 
-/// The U-Net configuration written by [`unet_config_attrs`]; `path` names the file in errors.
-pub fn unet_config_from_attrs(path: &Path, attrs: &Attributes) -> Result<UNetConfig> {
+/// The architecture and configuration written by [`model_config_attrs`]; `path` names the file
+/// in errors.
+pub fn model_config_from_attrs(
+    path: &Path,
+    attrs: &Attributes,
+) -> Result<(Architecture, UNetConfig)> {
     let count = |name: &str| -> Result<usize> {
         attrs
             .get(name)
@@ -381,9 +385,13 @@ pub fn unet_config_from_attrs(path: &Path, attrs: &Attributes) -> Result<UNetCon
             .and_then(|v| usize::try_from(v).ok())
             .ok_or_else(|| h5_error(path, format!("config attribute '{name}' is missing")))
     };
-    if attrs.get("model").and_then(AttrValue::as_str) != Some("unet") {
-        return Err(h5_error(path, "config attribute 'model' is not \"unet\""));
-    }
+    let model = attrs.get("model").and_then(AttrValue::as_str);
+    let Some(arch) = model.and_then(Architecture::from_name) else {
+        return Err(h5_error(
+            path,
+            format!("config attribute 'model' is {model:?}, not a known model"),
+        ));
+    };
     let upsampling = match attrs.get("upsampling").and_then(AttrValue::as_str) {
         Some("transposed") => Upsampling::Transposed,
         Some("bilinear") => Upsampling::Bilinear,
@@ -394,10 +402,11 @@ pub fn unet_config_from_attrs(path: &Path, attrs: &Attributes) -> Result<UNetCon
             ))
         }
     };
-    Ok(UNetConfig {
+    let cfg = UNetConfig {
         in_channels: count("in_channels")?,
         classes: count("classes")?,
         base_channels: count("base_channels")?,
         upsampling,
-    })
+    };
+    Ok((arch, cfg))
 }

@@ -15,8 +15,8 @@ pub mod predictions;
 
 #[cfg(feature = "hdf5")]
 pub use self::checkpoint::{
-    load_checkpoint, read_checkpoint_meta, save_checkpoint, unet_config_attrs,
-    unet_config_from_attrs, Checkpoint, CheckpointMeta,
+    load_checkpoint, model_config_attrs, model_config_from_attrs, read_checkpoint_meta,
+    save_checkpoint, Checkpoint, CheckpointMeta,
 };
 #[cfg(feature = "hdf5")]
 pub use self::hdf5::{

@@ -62,8 +62,8 @@ fn ignore_u32(op: &'static str, ignore_index: Option<usize>) -> Result<Option<u3
 /// `F.cross_entropy(logits, labels, weight=class_weights, ignore_index=i)` (mean reduction;
 /// PyTorch wants NCHW logits, magnet NHWC). Pixel weights enter numerator and denominator alike,
 /// so they move attention between pixels without rescaling the loss. When every pixel is
-/// ignored the loss is 0 (PyTorch: NaN). A label that is neither a class nor `ignore_index`
-/// makes the forward fail.
+/// ignored the loss is 0 (PyTorch: NaN). A label that is neither a class nor `ignore_index` is an
+/// error from the forward (a GPU backend may report it at the next read of a value instead).
 pub fn cross_entropy<B: Backend>(
     g: &mut Graph<B>,
     logits: NodeId,

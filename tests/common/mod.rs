@@ -155,10 +155,13 @@ pub fn open_cpu() -> Result<CpuBackend, String> {
     Ok(CpuBackend::new())
 }
 
-/// The CUDA backend on device 0, when the driver, the libraries and a device are present.
+/// The CUDA backend on device 0, when the driver, the libraries and a device are present; with
+/// label validation on, so bad labels are errors as on the CPU.
 #[cfg(feature = "cuda")]
 pub fn open_cuda() -> Result<magnet::backend::CudaBackend, String> {
-    magnet::backend::CudaBackend::new(0).map_err(|e| e.to_string())
+    let backend = magnet::backend::CudaBackend::new(0).map_err(|e| e.to_string())?;
+    backend.set_validate_labels(true);
+    Ok(backend)
 }
 
 /// The wgpu backend, when an adapter is found (one device shared by every test of the binary,

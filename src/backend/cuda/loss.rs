@@ -4,8 +4,9 @@
 //! Each loss runs a few kernels: per-row work with per-block partial sums, a fixed-order sum of
 //! the partials on the device, then the gradient, which reads the sums from device memory; no
 //! value comes back to the host. Labels that are neither a class nor the ignore index cannot be
-//! reported without waiting for the device, so such rows count as ignored; class weights are
-//! likewise not checked for negative values.
+//! reported without waiting for the device, so by default such rows count as ignored and class
+//! weights are not checked; with [`CudaBackend::set_validate_labels`] both are checked first, as
+//! on the CPU, at the cost of one synchronisation per call.
 
 use cudarc::driver::LaunchConfig;
 
@@ -26,6 +27,17 @@ const SHARED_HIST_CELLS: usize = 8192;
 /// The ignore index as the kernels take it (-1 for none).
 fn ignore_code(ignore: Option<u32>) -> i64 {
     ignore.map_or(-1, i64::from)
+}
+
+/// What [`CudaBackend::first_invalid`] accepts.
+#[derive(Debug, Clone, Copy)]
+enum Valid {
+    /// A class in `[0, classes)` or the ignore index.
+    Class { classes: usize, ignore: Option<u32> },
+    /// A non-negative integer.
+    NonNegativeInteger,
+    /// Finite and at least 0.
+    NonNegative,
 }
 
 /// A launch of `blocks` blocks of [`BLOCK`] threads.
@@ -57,6 +69,64 @@ fn checked(op: &'static str, sizes: &[usize]) -> Result<usize> {
 }
 
 impl CudaBackend {
+    /// The first element of `buf` that is not `valid`, with its value: runs a check kernel and
+    /// waits for it.
+    fn first_invalid(&self, buf: &CudaBuffer, valid: Valid) -> Result<Option<(usize, f32)>> {
+        if buf.len == 0 {
+            return Ok(None);
+        }
+        let (classes, ignore, mode) = match valid {
+            Valid::Class { classes, ignore } => (classes as u64, ignore_code(ignore), 0i32),
+            Valid::NonNegativeInteger => (0, -1, 1),
+            Valid::NonNegative => (0, -1, 2),
+        };
+        let stream = &self.inner.stream;
+        let first = stream
+            .clone_htod(&[u64::MAX])
+            .map_err(|e| super::driver_error("allocating a validation flag", e))?;
+        let (vp, n, fp) = (self.ptr(buf), buf.len as u64, self.slice_ptr(&first));
+        launch!(self, Module::Loss, "find_invalid", grid(buf.len); vp, n, classes, ignore, mode, fp)?;
+        let mut index = [0u64];
+        stream
+            .memcpy_dtoh(&first, &mut index)
+            .map_err(|e| super::driver_error("reading a validation flag", e))?;
+        self.sync()?;
+        if index[0] == u64::MAX {
+            return Ok(None);
+        }
+        let i = index[0] as usize;
+        let mut value = [0f32];
+        stream
+            .memcpy_dtoh(&buf.data.slice(i..i + 1), &mut value)
+            .map_err(|e| super::driver_error("reading an invalid value", e))?;
+        self.sync()?;
+        Ok(Some((i, value[0])))
+    }
+
+    /// With validation on, errors (as the CPU does) on the first label of `labels` that is
+    /// neither a class nor the ignore index.
+    fn validate_classes(
+        &self,
+        op: &'static str,
+        labels: &CudaBuffer,
+        classes: usize,
+        ignore: Option<u32>,
+    ) -> Result<()> {
+        if !self.validate_labels() {
+            return Ok(());
+        }
+        if let Some((row, v)) = self.first_invalid(labels, Valid::Class { classes, ignore })? {
+            let ignore = ignore.map_or_else(|| "none".to_string(), |i| i.to_string());
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "label {v} of row {row} is not a class in [0, {classes}) nor the ignore index ({ignore})"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `sums[j] = Σ_p part[p · width + j]` for `j < width`, on the device.
     fn sum_partials(&self, part: u64, parts: usize, width: usize, sums: u64) -> Result<()> {
         let cfg = LaunchConfig {
@@ -93,6 +163,17 @@ impl LossOps for CudaBackend {
         if let Some(w) = pixel_weights {
             check_len(OP, w, rows)?;
         }
+        if self.validate_labels() {
+            if let Some(w) = class_weights {
+                if let Some((_, bad)) = self.first_invalid(w, Valid::NonNegative)? {
+                    return Err(Error::invalid(
+                        OP,
+                        format!("class weight {bad} must be finite and >= 0"),
+                    ));
+                }
+            }
+        }
+        self.validate_classes(OP, labels, classes, p.ignore_index)?;
         if rows == 0 {
             return self.fill_n(loss, 1, 0.0);
         }
@@ -185,6 +266,7 @@ impl LossOps for CudaBackend {
         check_len(OP, labels, rows)?;
         check_len(OP, loss, 1)?;
         check_len(OP, grad, rows * classes)?;
+        self.validate_classes(OP, labels, classes, p.ignore_index)?;
         let first_class = p.first_class();
         let terms = (images * (classes - first_class)) as f64;
         if images == 0 {
@@ -258,6 +340,14 @@ impl LossOps for CudaBackend {
         if p.len == 0 {
             return Ok(());
         }
+        if self.validate_labels() {
+            if let Some((i, v)) = self.first_invalid(labels, Valid::NonNegativeInteger)? {
+                return Err(Error::invalid(
+                    OP,
+                    format!("label {v} of pixel {i} is not a non-negative integer"),
+                ));
+            }
+        }
         let (lp, mp, n, background) = (
             self.ptr(labels),
             self.ptr(mask),
@@ -324,6 +414,7 @@ impl LossOps for CudaBackend {
         check_len(OP, logits, rows * classes)?;
         check_len(OP, labels, rows)?;
         check_len(OP, counts, images * cells)?;
+        self.validate_classes(OP, labels, classes, p.ignore_index)?;
         if counts.len == 0 {
             return Ok(());
         }

@@ -170,6 +170,7 @@ struct Inner {
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     tf32: AtomicBool,
+    validate_labels: AtomicBool,
     name: String,
 }
 
@@ -218,6 +219,7 @@ impl CudaBackend {
                 stream,
                 ctx,
                 tf32: AtomicBool::new(false),
+                validate_labels: AtomicBool::new(false),
                 name: format!("{device} (compute capability {major}.{minor})"),
             }),
         };
@@ -251,6 +253,20 @@ impl CudaBackend {
     /// Whether TF32 arithmetic is allowed.
     pub fn tf32(&self) -> bool {
         self.inner.tf32.load(Ordering::Relaxed)
+    }
+
+    /// Checks (`true`) or not (`false`, the default) the labels of the losses and metrics, and
+    /// the class weights of cross-entropy, before running them, returning the CPU backend's
+    /// error on a bad one. Each check waits for the device, so it is meant for tests and
+    /// debugging; unchecked, a label that is neither a class nor the ignore index counts as
+    /// ignored. Applies to every clone of this backend.
+    pub fn set_validate_labels(&self, check: bool) {
+        self.inner.validate_labels.store(check, Ordering::Relaxed);
+    }
+
+    /// Whether labels are checked (see [`CudaBackend::set_validate_labels`]).
+    pub fn validate_labels(&self) -> bool {
+        self.inner.validate_labels.load(Ordering::Relaxed)
     }
 
     /// The device's ordinal.

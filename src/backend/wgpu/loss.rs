@@ -1,16 +1,19 @@
 //! Losses with their gradients, foreground masks, the distance transform and confusion counts
 //! (`shaders/loss.wgsl`).
 //!
-//! Scalar losses are sums of per-row terms written to scratch and summed on the device, so a
-//! loss never waits for the host. A label that is neither a class in `[0, classes)` nor the
-//! ignore index (or, for [`LossOps::foreground_mask`], not a non-negative integer) can only be
-//! seen on the device: the row contributes nothing, and the shader records the first such label
-//! in the backend's status words, which the next call that waits ([`Memory::download`],
-//! [`Memory::sync`]) turns into an `Error::InvalidArgument` naming the op, row and label.
+//! Scalar losses are sums of per-row terms written to scratch and summed on the device.
+//!
+//! Labels live on the device, so only the device can check them: a label that is neither a
+//! class in `[0, classes)` nor the ignore index (for [`LossOps::foreground_mask`], one that is
+//! not a non-negative integer) contributes nothing, and the shader records the first one in a
+//! small status buffer. The kernels that read labels (cross-entropy, Dice, confusion counts,
+//! foreground masks) then wait for those 16 bytes and return the same `InvalidArgument` error
+//! as the CPU backend: the one place this backend waits outside `download` and `sync`, paid once
+//! per loss evaluation so that bad labels are an error where they are used.
 
 use super::{check_len, product, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
 use crate::backend::*;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 const SHADER: Shader = shader!("loss.wgsl");
 
@@ -41,6 +44,32 @@ impl WgpuBackend {
             &[word(op, groups)?, word(op, rows)?, word(op, width)?],
             self.grid(op, groups * width)?,
         )
+    }
+
+    /// A fresh status buffer for one label-checking kernel: op code, row, label bits, 0.
+    fn status(&self, op: &'static str) -> Result<::wgpu::Buffer> {
+        self.scratch(op, 4)
+    }
+
+    /// Waits for `status` and turns a recorded bad label into the CPU backend's error.
+    fn check_labels(&self, op: &'static str, status: &::wgpu::Buffer) -> Result<()> {
+        let flags = self.read_back(status, 4)?;
+        if flags[0] == 0 {
+            return Ok(());
+        }
+        let what = if flags[0] == 4 {
+            "is not a non-negative integer"
+        } else {
+            "is not a class nor the ignore index"
+        };
+        Err(Error::invalid(
+            op,
+            format!(
+                "label {} of row {} {what}",
+                f32::from_bits(flags[2]),
+                flags[1]
+            ),
+        ))
     }
 
     /// A one-element placeholder for an absent optional input.
@@ -80,11 +109,12 @@ impl LossOps for WgpuBackend {
         let terms = self.scratch(OP, 2 * rows)?;
         let totals = self.scratch(OP, 2)?;
         let [ignore, has_ignore] = ignore_words(p.ignore_index);
+        let status = self.status(OP)?;
         self.dispatch(
             OP,
             Kernel::new(SHADER, "ce_rows"),
             &[&logits.buf, &labels.buf, cw, pw],
-            &[&grad.buf, &terms, self.status()],
+            &[&grad.buf, &terms, &status],
             &[
                 word(OP, rows)?,
                 word(OP, classes)?,
@@ -105,7 +135,8 @@ impl LossOps for WgpuBackend {
             &[&grad.buf, &loss.buf],
             &[word(OP, len)?, 0],
             self.grid_for(OP, len.max(1))?,
-        )
+        )?;
+        self.check_labels(OP, &status)
     }
 
     fn sigmoid_binary_cross_entropy(
@@ -193,12 +224,13 @@ impl LossOps for WgpuBackend {
         ];
         let sums = self.scratch(OP, product(OP, &[p.images, 3, classes])?)?;
         let coef = self.scratch(OP, product(OP, &[p.images, classes, 2])?)?;
+        let status = self.status(OP)?;
         // The probabilities go into `grad`, which the last pass turns into the gradient.
         self.dispatch(
             OP,
             Kernel::new(SHADER, "dice_probs"),
             &[&logits.buf, &labels.buf],
-            &[&grad.buf, self.status()],
+            &[&grad.buf, &status],
             &words,
             self.grid_for(OP, rows)?,
         )?;
@@ -225,7 +257,8 @@ impl LossOps for WgpuBackend {
             &[&grad.buf],
             &words,
             self.grid_for(OP, rows)?,
-        )
+        )?;
+        self.check_labels(OP, &status)
     }
 
     fn foreground_mask(
@@ -241,11 +274,12 @@ impl LossOps for WgpuBackend {
             Some(i) => (i as f32, 1),
             None => (0.0, 0),
         };
+        let status = self.status(OP)?;
         self.dispatch(
             OP,
             Kernel::new(SHADER, "foreground"),
             &[&labels.buf],
-            &[&mask.buf, self.status()],
+            &[&mask.buf, &status],
             &[
                 word(OP, p.len)?,
                 (p.background as f32).to_bits(),
@@ -253,7 +287,8 @@ impl LossOps for WgpuBackend {
                 has_ignore,
             ],
             self.grid_for(OP, p.len)?,
-        )
+        )?;
+        self.check_labels(OP, &status)
     }
 
     fn distance_transform(
@@ -315,11 +350,12 @@ impl LossOps for WgpuBackend {
         let [ignore, has_ignore] = ignore_words(p.ignore_index);
         // New buffers are zero-filled: the counters start at 0.
         let acc = self.scratch(OP, cells)?;
+        let status = self.status(OP)?;
         self.dispatch(
             OP,
             Kernel::new(SHADER, "confusion_count"),
             &[&logits.buf, &labels.buf],
-            &[&acc, self.status()],
+            &[&acc, &status],
             &[
                 word(OP, rows)?,
                 word(OP, p.pixels_per_image)?,
@@ -336,6 +372,7 @@ impl LossOps for WgpuBackend {
             &[&counts.buf],
             &[word(OP, cells)?, 0],
             self.grid_for(OP, cells)?,
-        )
+        )?;
+        self.check_labels(OP, &status)
     }
 }

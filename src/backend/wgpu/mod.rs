@@ -3,7 +3,8 @@
 //! Every kernel is a compute shader from `shaders/*.wgsl`, compiled once per entry point and
 //! specialisation (`override` constants) and cached. Kernels only *record* work: dispatches and
 //! uploads go into one pending command encoder, which is submitted when it grows long, and by
-//! [`Memory::download`] and [`Memory::sync`], the only calls that wait for the device.
+//! [`Memory::download`] and [`Memory::sync`], the only calls that wait for the device (besides
+//! the label check of the losses, see `loss.rs`).
 //!
 //! Buffers are storage buffers of f32 with their element count. A shader binds its inputs as
 //! read-only storage at bindings `0..i`, its outputs as read-write storage at `i..i + o`, and a
@@ -148,9 +149,6 @@ struct Context {
     pending: Mutex<Pending>,
     /// The first error the device reported since the last wait.
     error: Arc<Mutex<Option<String>>>,
-    /// Four words kernels write when they meet bad data they cannot return an error for
-    /// (a label that is not a class): op code, row, value bits, 0. Checked at every wait.
-    status: wgpu::Buffer,
 }
 
 /// The wgpu backend. Cheap to clone (the device is shared).
@@ -234,14 +232,6 @@ impl WgpuBackend {
                 *s = Some(e.to_string());
             }
         }));
-        let status = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("status"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let max_binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
@@ -255,7 +245,6 @@ impl WgpuBackend {
                 pipelines: Mutex::new(HashMap::new()),
                 pending: Mutex::new(Pending::default()),
                 error,
-                status,
             }),
         })
     }
@@ -299,89 +288,41 @@ impl WgpuBackend {
         Self::submit_locked(&self.ctx, &mut pending);
     }
 
-    /// The status words kernels report bad data through (bound as a read-write output).
-    pub(crate) fn status(&self) -> &wgpu::Buffer {
-        &self.ctx.status
-    }
-
-    /// Submits the pending work, waits for it, and copies `words` 32-bit words of `src` back
-    /// (none when `src` is `None`); then reports any device error or status word.
-    fn wait_and_read(&self, src: Option<(&wgpu::Buffer, usize)>) -> Result<Vec<u32>> {
-        let staging = |words: usize| {
-            self.device().create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size: words.max(1) as u64 * 4,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
-        let status = staging(4);
-        self.copy_raw(&self.ctx.status, &status, 4);
-        let data = src.map(|(buf, words)| {
-            let s = staging(words);
-            self.copy_raw(buf, &s, words);
-            (s, words)
+    /// Submits the pending work, waits for it, and copies the first `words` 32-bit words of
+    /// `src` back; reports any error the device raised meanwhile.
+    pub(crate) fn read_back(&self, src: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+        let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: words.max(1) as u64 * 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
         });
+        self.copy_raw(src, &staging, words);
         self.flush();
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut mapped = 0;
-        for (buf, _) in std::iter::once((&status, 4)).chain(data.iter().map(|(b, w)| (b, *w))) {
-            let tx = tx.clone();
-            buf.map_async(wgpu::MapMode::Read, .., move |r| {
-                let _ = tx.send(r);
-            });
-            mapped += 1;
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(backend_error(format!("reading a buffer back: {e}"))),
+            Err(_) => return Err(backend_error("reading a buffer back: the map was dropped")),
         }
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| backend_error(format!("reading a buffer back: {e}")))?;
+        let out: Vec<u32> = bytemuck::cast_slice(&view)[..words].to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    fn wait(&self) -> Result<()> {
         self.device()
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| backend_error(format!("waiting for the device: {e}")))?;
-        self.take_error()?;
-        for _ in 0..mapped {
-            match rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(backend_error(format!("reading a buffer back: {e}"))),
-                Err(_) => return Err(backend_error("reading a buffer back: the map was dropped")),
-            }
-        }
-        let read = |buf: &wgpu::Buffer, words: usize| -> Result<Vec<u32>> {
-            let view = buf
-                .get_mapped_range(..)
-                .map_err(|e| backend_error(format!("reading a buffer back: {e}")))?;
-            let out: Vec<u32> = bytemuck::cast_slice(&view)[..words].to_vec();
-            drop(view);
-            buf.unmap();
-            Ok(out)
-        };
-        let flags = read(&status, 4)?;
-        let out = match &data {
-            Some((buf, words)) => read(buf, *words)?,
-            None => Vec::new(),
-        };
-        if flags[0] != 0 {
-            // Clear the report so later work starts clean.
-            self.ctx.queue.write_buffer(&self.ctx.status, 0, &[0u8; 16]);
-            self.ctx.queue.submit([]);
-            let op = match flags[0] {
-                1 => "softmax_cross_entropy",
-                2 => "soft_dice",
-                3 => "confusion_matrix",
-                _ => "foreground_mask",
-            };
-            let what = if flags[0] == 4 {
-                "is not a non-negative integer"
-            } else {
-                "is not a class nor the ignore index"
-            };
-            return Err(Error::invalid(
-                op,
-                format!(
-                    "label {} of row {} {what} (found on the device, reported at the next wait)",
-                    f32::from_bits(flags[2]),
-                    flags[1]
-                ),
-            ));
-        }
-        Ok(out)
+        self.take_error()
     }
 
     /// An internal storage buffer holding `data` (tables of taps, scratch sums).
@@ -645,7 +586,7 @@ impl Memory for WgpuBackend {
     }
 
     fn download(&self, src: &WgpuBuffer) -> Result<Vec<f32>> {
-        let words = self.wait_and_read(Some((&src.buf, src.len)))?;
+        let words = self.read_back(&src.buf, src.len)?;
         Ok(words.into_iter().map(f32::from_bits).collect())
     }
 
@@ -656,6 +597,7 @@ impl Memory for WgpuBackend {
     }
 
     fn sync(&self) -> Result<()> {
-        self.wait_and_read(None).map(|_| ())
+        self.flush();
+        self.wait()
     }
 }

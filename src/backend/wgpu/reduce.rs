@@ -106,7 +106,9 @@ impl ReduceOps for WgpuBackend {
             strides[i] = s;
             s *= size;
         }
-        let (mut kept, mut red): (Vec<(usize, usize)>, Vec<(usize, usize)>) = Default::default();
+        // (size, stride) of the kept and of the reduced groups.
+        let mut kept: Vec<(usize, usize)> = Vec::new();
+        let mut red: Vec<(usize, usize)> = Vec::new();
         for (&(size, reduced), &stride) in groups.iter().zip(&strides) {
             if reduced {
                 red.push((size, stride));
