@@ -97,7 +97,7 @@ fn pytorch_unet_bilinear_logits() {
     check_pytorch_fixture(Upsampling::Bilinear, "unet_base4_bilinear.h5");
 }
 
-/// A small U-Net with a cross-entropy loss written in graph ops (as examples/train_unet.rs).
+/// A small U-Net with a cross-entropy loss written in graph ops.
 struct Training {
     exec: Executor<CpuBackend>,
     net: UNet,

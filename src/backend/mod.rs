@@ -56,6 +56,12 @@ pub trait Memory: Clone + Send + Sync + 'static {
     /// Waits for all enqueued work.
     fn sync(&self) -> Result<()>;
 
+    /// Bytes of device memory in use, as the device reports it (every allocation on the device,
+    /// this process's and others'), or `None` when the backend cannot tell (the default).
+    fn memory_in_use(&self) -> Option<u64> {
+        None
+    }
+
     /// Allocates a buffer and uploads `host` into it.
     fn from_host(&self, host: &HostTensor) -> Result<Self::Buffer> {
         let mut buf = self.alloc(&host.desc())?;

@@ -96,12 +96,39 @@ impl<B: Backend> Trainer<B> {
         &mut self,
         train: T,
         validation: V,
+        on_epoch: impl FnMut(&EpochRecord),
+    ) -> Result<&History>
+    where
+        T: Dataset + 'static,
+        V: Dataset + 'static,
+    {
+        self.fit_until(self.config.epochs, train, validation, on_epoch)
+    }
+
+    /// As [`Trainer::fit`], but stops once `epochs` (at most the configured number) are done, so
+    /// a run can be paused to be evaluated or saved. A later `fit` or `fit_until` continues it:
+    /// each epoch's shuffle, augmentation and learning rate depend only on its number, so the
+    /// pieces make the same run as one `fit`.
+    pub fn fit_until<T, V>(
+        &mut self,
+        epochs: usize,
+        train: T,
+        validation: V,
         mut on_epoch: impl FnMut(&EpochRecord),
     ) -> Result<&History>
     where
         T: Dataset + 'static,
         V: Dataset + 'static,
     {
+        if epochs > self.config.epochs {
+            return Err(Error::invalid(
+                "train",
+                format!(
+                    "cannot train until epoch {epochs} of a {}-epoch run",
+                    self.config.epochs
+                ),
+            ));
+        }
         if train.len() < self.config.batch_size {
             return Err(Error::invalid(
                 "train",
@@ -118,7 +145,7 @@ impl<B: Backend> Trainer<B> {
         )?;
         let validation = BatchLoader::new(validation, LoaderConfig::eval(self.config.batch_size))?;
         let first = self.history.records.len();
-        for epoch in first..self.config.epochs {
+        for epoch in first..epochs {
             let lr = self.config.schedule.lr(self.config.lr, epoch);
             self.optimizer.set_learning_rate(lr);
             let start = Instant::now();

@@ -399,6 +399,11 @@ impl Memory for CudaBackend {
             .map_err(|e| driver_error("copy", e))
     }
 
+    fn memory_in_use(&self) -> Option<u64> {
+        let (free, total) = self.inner.ctx.mem_get_info().ok()?;
+        Some(total.saturating_sub(free) as u64)
+    }
+
     fn sync(&self) -> Result<()> {
         self.inner
             .stream
