@@ -24,7 +24,7 @@ use magnet::CpuBackend;
 const SIZE: usize = 128;
 const BASE_CHANNELS: usize = 16;
 const BATCH: usize = 4;
-const EPOCHS: usize = 15;
+const EPOCHS: usize = 90;
 const SEED: u64 = 0;
 
 type Data = Arc<dyn Dataset>;

@@ -14,6 +14,8 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   chmod 700 "$XDG_RUNTIME_DIR"
 fi
 
-# The CUDA backend must keep compiling on a machine without CUDA.
+# The CUDA backend must keep compiling on a machine without CUDA, and the crate without its
+# default features (no HDF5).
 cargo check --all-targets --features cuda
+cargo check --all-targets --no-default-features
 MAGNET_TEST_BACKENDS="${MAGNET_TEST_BACKENDS:-cpu,wgpu}" cargo test --release --features wgpu

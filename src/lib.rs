@@ -7,6 +7,7 @@
 //! Activations are channels-last (NHWC); convolution weights are `[out, kh, kw, in]`.
 
 pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod graph;
@@ -19,6 +20,7 @@ pub mod optim;
 pub mod predict;
 pub mod tensor;
 pub mod train;
+pub mod verify;
 
 pub use backend::{Backend, CpuBackend};
 pub use error::{Error, Result};

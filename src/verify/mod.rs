@@ -152,8 +152,11 @@ pub fn random_vec(len: usize, seed: u64) -> Vec<f32> {
     random_range(len, seed, -1.0, 1.0)
 }
 
-/// `len` numbers uniform in `[lo, hi]` (`lo <= hi`; swapped otherwise).
+/// `len` numbers uniform in `[lo, hi]` (swapped when `lo > hi`; NaN when a bound is not finite).
 pub fn random_range(len: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    if !(lo.is_finite() && hi.is_finite()) {
+        return vec![f32::NAN; len];
+    }
     let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..len).map(|_| rng.random_range(lo..=hi)).collect()

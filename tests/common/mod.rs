@@ -177,6 +177,8 @@ pub fn open_wgpu() -> Result<magnet::backend::WgpuBackend, String> {
 
 /// Reports the known backends this build cannot run at all.
 pub fn report_unbuilt(selection: &Selection) {
+    // Unused when every backend is compiled in.
+    let _ = selection;
     #[cfg(not(feature = "cuda"))]
     selection.unavailable("cuda", "cargo feature `cuda` is not compiled in");
     #[cfg(not(feature = "wgpu"))]
@@ -187,40 +189,10 @@ pub fn report_unbuilt(selection: &Selection) {
 // Tolerances
 // ---------------------------------------------------------------------------------------------
 
-/// An element-wise tolerance: `|got − want| <= abs + rel·|want|`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Tol {
-    pub rel: f64,
-    pub abs: f64,
-}
-
-/// The unit roundoff of f32, 2⁻²⁴.
-pub const F32_U: f64 = 1.0 / (1u64 << 24) as f64;
-
-impl Tol {
-    /// Relative and absolute parts.
-    pub const fn rel_abs(rel: f64, abs: f64) -> Self {
-        Tol { rel, abs }
-    }
-
-    /// Bit-exact equality.
-    pub const fn exact() -> Self {
-        Tol { rel: 0.0, abs: 0.0 }
-    }
-
-    /// The looser of two tolerances, part by part.
-    pub fn max(self, other: Tol) -> Tol {
-        Tol::rel_abs(self.rel.max(other.rel), self.abs.max(other.abs))
-    }
-
-    /// For f32 sums of `k` products of magnitude ≤ 1 compared to an exact (f64) result: the
-    /// rounding error of such a sum is at most about `k·u·Σ|terms| ≤ k²·u` in the worst case and
-    /// about `√k·u·‖terms‖` in practice; `4·k·u` absolute (plus a few ulps relative) sits an order
-    /// of magnitude above the practical error and far below the O(1) error of a wrong index.
-    pub fn accumulated(k: usize) -> Self {
-        Tol::rel_abs(8.0 * F32_U, 4.0 * k.max(1) as f64 * F32_U)
-    }
-}
+// The tolerance type, the comparison and the seeded data are the library's, shared with
+// `magnet verify`.
+#[allow(unused_imports)]
+pub use magnet::verify::{random_range, random_vec, Tol, F32_U};
 
 /// Asserts `|got[i] − want[i]| <= tol.abs + tol.rel·|want[i]|` for every `i`; on failure names
 /// `what`, the backend, the number of bad elements and the worst one.
@@ -234,31 +206,13 @@ pub fn assert_close<W: Copy + Into<f64>>(got: &[f32], want: &[W], tol: Tol, what
         got.len(),
         want.len()
     );
-    let mut bad = 0usize;
-    let mut worst: Option<(usize, f64)> = None;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let (g, w) = (g as f64, w.into());
-        let allowed = tol.abs + tol.rel * w.abs();
-        let diff = (g - w).abs();
-        // Identical values pass even when infinite; NaN never does.
-        let ok = g == w || diff <= allowed;
-        if !ok {
-            bad += 1;
-            let excess = if diff.is_nan() {
-                f64::INFINITY
-            } else {
-                diff / allowed.max(f64::MIN_POSITIVE)
-            };
-            if worst.is_none_or(|(_, e)| excess > e) {
-                worst = Some((i, excess));
-            }
-        }
-    }
-    if let Some((i, _)) = worst {
+    let c = magnet::verify::compare(got, want, tol).expect("lengths checked above");
+    if let Some((i, _)) = c.worst {
         let (g, w) = (got[i] as f64, want[i].into());
         panic!(
-            "{what} [{backend}]: {bad} of {} elements outside |got - want| <= {:e} + {:e}·|want|; \
+            "{what} [{backend}]: {} of {} elements outside |got - want| <= {:e} + {:e}·|want|; \
              worst at index {i}: got {g:e}, want {w:e}, |diff| {:e}, allowed {:e}",
+            c.bad,
             got.len(),
             tol.abs,
             tol.rel,
@@ -271,17 +225,6 @@ pub fn assert_close<W: Copy + Into<f64>>(got: &[f32], want: &[W], tol: Tol, what
 // ---------------------------------------------------------------------------------------------
 // Seeded data
 // ---------------------------------------------------------------------------------------------
-
-/// `len` numbers uniform in `[-1, 1]`, the same for the same seed on every platform.
-pub fn random_vec(len: usize, seed: u64) -> Vec<f32> {
-    random_range(len, seed, -1.0, 1.0)
-}
-
-/// `len` numbers uniform in `[lo, hi]`.
-pub fn random_range(len: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..len).map(|_| rng.random_range(lo..=hi)).collect()
-}
 
 /// `len` numbers in `[-1, 1]` whose magnitudes are at least `gap` (for functions with a kink
 /// or a pole at 0, so that finite differences do not straddle it).

@@ -335,35 +335,51 @@ fn backward_data_col2im(g: &Geom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// `dW[out, K] = Σ_P dYᵀ[out, P] × cols[P, K]`; `dw` is overwritten. Each rayon task folds its
-/// share of the pixels into a private partial sum; the partials are added at the end.
+/// `dW[out, K] = Σ_P dYᵀ[out, P] × cols[P, K]`; `dw` is overwritten. The work is cut into a fixed
+/// number of contiguous groups, each folded into a private partial sum in parallel; the partials
+/// are added in order, so the result is the same on every run (a rayon `fold` + `reduce` groups
+/// the work as threads steal it, which changes the rounding from run to run).
 fn backward_filter(g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let implicit = !g.is_pointwise() && implicit_depth(g) >= IMPLICIT_MIN_DEPTH;
-    let zeros = || vec![0.0f32; dw.len()];
-    let sum = if implicit {
-        (0..g.batch * g.oh)
-            .into_par_iter()
-            .fold(zeros, |mut acc, row| {
-                filter_row_implicit(g, x, dy, row, &mut acc);
-                acc
-            })
-            .reduce_with(add_into)
+    let partials: Vec<Vec<f32>> = if implicit {
+        ordered_partials(g.batch * g.oh, dw.len(), |row, acc| {
+            filter_row_implicit(g, x, dy, row, acc)
+        })
     } else {
         let chunk = chunk_pixels(g);
         let total = g.pixels();
-        (0..total.div_ceil(chunk))
-            .into_par_iter()
-            .fold(zeros, |mut acc, c| {
-                let pixels = c * chunk..((c + 1) * chunk).min(total);
-                filter_im2col(g, x, dy, pixels, &mut acc);
-                acc
-            })
-            .reduce_with(add_into)
+        ordered_partials(total.div_ceil(chunk), dw.len(), |c, acc| {
+            let pixels = c * chunk..((c + 1) * chunk).min(total);
+            filter_im2col(g, x, dy, pixels, acc)
+        })
     };
-    match sum {
+    match partials.into_iter().reduce(add_into) {
         Some(sum) => dw.copy_from_slice(&sum),
         None => dw.fill(0.0),
     }
+}
+
+/// Partial sums of `add(i, acc)` over `0..items`, one per contiguous group of items (at most four
+/// groups per thread), computed in parallel and returned in group order.
+fn ordered_partials(
+    items: usize,
+    len: usize,
+    add: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<Vec<f32>> {
+    if items == 0 {
+        return Vec::new();
+    }
+    let per_group = items.div_ceil(4 * rayon::current_num_threads());
+    (0..items.div_ceil(per_group))
+        .into_par_iter()
+        .map(|group| {
+            let mut acc = vec![0.0f32; len];
+            for i in group * per_group..((group + 1) * per_group).min(items) {
+                add(i, &mut acc);
+            }
+            acc
+        })
+        .collect()
 }
 
 fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {

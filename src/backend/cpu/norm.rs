@@ -37,13 +37,16 @@ where
     if blocks <= 1 {
         return run(zeros(), 0);
     }
-    (0..blocks)
+    // Partials collected in block order and added in that order, so the sums do not depend on
+    // how rayon schedules the blocks.
+    let partials: Vec<Vec<f64>> = (0..blocks)
         .into_par_iter()
-        .fold(zeros, run)
-        .reduce(zeros, |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
-            a
-        })
+        .map(|b| run(zeros(), b))
+        .collect();
+    partials.into_iter().fold(zeros(), |mut a, b| {
+        a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
+        a
+    })
 }
 
 /// `y = (x − mean) · scale + shift` per channel, in parallel over row blocks.

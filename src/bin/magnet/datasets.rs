@@ -134,6 +134,7 @@ impl DataArgs {
     }
 
     /// The whole data set (no split), resized.
+    #[cfg_attr(not(feature = "hdf5"), allow(dead_code))]
     pub fn open_whole(&self) -> Result<(AnyDataset, usize, usize)> {
         if self.data == "synthetic" {
             return Err(Error::invalid("--data", "name a data folder or file"));

@@ -1,12 +1,14 @@
 //! The `magnet` command line: train, evaluate and apply segmentation models.
 
 mod backend;
+mod bench;
 mod datasets;
 mod eval;
 mod export;
 mod info;
 mod predict;
 mod train;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,10 @@ enum Command {
     ExportData(export::ExportArgs),
     /// Backends and devices available on this machine.
     Info,
+    /// Time U-Net training steps and inference on a backend.
+    Bench(bench::BenchArgs),
+    /// Check every backend primitive on every backend of this machine against the CPU.
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +48,8 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::ExportData(args) => export::run(args),
         Command::Info => info::run(),
+        Command::Bench(args) => bench::run(args),
+        Command::Verify => verify::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,9 @@
 //! 0 and 255 for two classes) and `<name>_overlay.png`; an `.h5` output gets `logits`
 //! (N×C×H×W) and `masks` (N×H×W).
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "hdf5")]
+use std::path::Path;
+use std::path::PathBuf;
 
 use clap::Args;
 use magnet::Result;

@@ -86,7 +86,9 @@ pub(super) fn reduce_all(op: ReduceOp, x: &[f32]) -> f32 {
             let s: f64 = if n <= PAR_CHUNK {
                 sum_f64(x)
             } else {
-                x.par_chunks(PAR_CHUNK).map(sum_f64).sum()
+                // Collected, then added in order: the same sum on every run.
+                let parts: Vec<f64> = x.par_chunks(PAR_CHUNK).map(sum_f64).collect();
+                parts.into_iter().sum()
             };
             if op == ReduceOp::Mean {
                 (s / n as f64) as f32
@@ -135,11 +137,14 @@ pub(super) fn reduce_columns(op: ReduceOp, x: &[f32], cols: usize, y: &mut [f32]
     let s = if rows <= block {
         fold(init(), x)
     } else {
-        x.par_chunks(block * cols)
-            .fold(init, fold)
-            .reduce(init, |a, b| {
-                a.into_iter().zip(b).map(|(u, v)| u + v).collect()
-            })
+        // One partial per block, added in block order: the same sums on every run.
+        let parts: Vec<Vec<f64>> = x
+            .par_chunks(block * cols)
+            .map(|chunk| fold(init(), chunk))
+            .collect();
+        parts.into_iter().fold(init(), |a, b| {
+            a.into_iter().zip(b).map(|(u, v)| u + v).collect()
+        })
     };
     let scale = if op == ReduceOp::Mean {
         1.0 / rows as f64

@@ -1,0 +1,487 @@
+//! Timing the U-Net on a backend: a full training step (forward, cross-entropy, backward, Adam)
+//! and inference (evaluation-mode forward), per batch size and arithmetic precision.
+//!
+//! Each measurement builds the network for its batch size, runs `warmup` untimed steps, then
+//! `repeats` timed steps with the backend synchronised before and after each
+//! ([`crate::backend::Memory::sync`]), and reports the median. A step includes uploading the
+//! batch from host memory, as in training. `magnet bench`, `benches/unet.rs` and
+//! `benches/torch_unet.py` (the same model in PyTorch) write the same columns
+//! ([`CSV_HEADER`]).
+
+use std::time::Instant;
+
+use crate::backend::{Backend, CpuBackend};
+use crate::error::{Error, Result};
+use crate::graph::{Executor, Graph, Mode, NodeId};
+use crate::loss::{self, CrossEntropyConfig};
+use crate::models::{UNet, UNetConfig, Upsampling};
+use crate::optim::{Adam, AdamConfig, Optimizer};
+use crate::tensor::HostTensor;
+use crate::verify::random_range;
+
+/// Forward GFLOP per 256×256 RGB image of the 64-channel U-Net (2 classes), counting a
+/// multiply-add as two operations; it scales with the pixels and with the square of the width.
+pub const FORWARD_GFLOP_256_BASE64: f64 = 96.3;
+
+/// Arithmetic of convolutions and matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// Strict IEEE fp32.
+    Fp32,
+    /// TF32 tensor cores (inputs rounded to 10 mantissa bits, fp32 accumulation).
+    Tf32,
+}
+
+impl Precision {
+    /// `fp32` or `tf32`, as in the output's `mode` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+        }
+    }
+
+    /// The precision called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "fp32" => Some(Precision::Fp32),
+            "tf32" => Some(Precision::Tf32),
+            _ => None,
+        }
+    }
+}
+
+/// What is timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// Forward (training mode), cross-entropy, backward and one Adam step.
+    Train,
+    /// Forward in evaluation mode (running batch-norm statistics), no loss.
+    Inference,
+}
+
+impl Part {
+    /// `train` or `inference`, as in the output's `part` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Train => "train",
+            Part::Inference => "inference",
+        }
+    }
+
+    /// The part called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "train" => Some(Part::Train),
+            "inference" => Some(Part::Inference),
+            _ => None,
+        }
+    }
+
+    /// Work relative to one forward: a training step counts as three (forward, and a backward
+    /// of about twice its cost).
+    pub fn forward_multiple(self) -> f64 {
+        match self {
+            Part::Train => 3.0,
+            Part::Inference => 1.0,
+        }
+    }
+}
+
+/// What to time: the model, the batch sizes, precisions and parts, and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchConfig {
+    /// Image side (square images); a positive multiple of 16.
+    pub size: usize,
+    /// Channels of the first level (64: the paper's 31.0 M-parameter U-Net).
+    pub base_channels: usize,
+    pub in_channels: usize,
+    pub classes: usize,
+    pub batches: Vec<usize>,
+    pub precisions: Vec<Precision>,
+    pub parts: Vec<Part>,
+    /// Untimed steps before the timed ones (algorithm selection, kernel compilation, caches).
+    pub warmup: usize,
+    /// Timed steps; the median is reported.
+    pub repeats: usize,
+    /// Seeds the weights and the random batch.
+    pub seed: u64,
+}
+
+impl Default for BenchConfig {
+    /// The paper's network at 256×256 RGB, 2 classes, batches 1, 8 and 32, fp32 and TF32,
+    /// training and inference, 5 warm-up and 20 timed steps.
+    fn default() -> Self {
+        BenchConfig {
+            size: 256,
+            base_channels: 64,
+            in_channels: 3,
+            classes: 2,
+            batches: vec![1, 8, 32],
+            precisions: vec![Precision::Fp32, Precision::Tf32],
+            parts: vec![Part::Train, Part::Inference],
+            warmup: 5,
+            repeats: 20,
+            seed: 0,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// Rejects sizes the U-Net cannot take, empty lists, zero batches and no timed steps.
+    pub fn validate(&self) -> Result<()> {
+        if self.size == 0 || self.size % 16 != 0 {
+            return Err(Error::invalid(
+                "bench",
+                format!("image size {} must be a positive multiple of 16", self.size),
+            ));
+        }
+        if self.base_channels == 0 || self.in_channels == 0 || self.classes == 0 {
+            return Err(Error::invalid(
+                "bench",
+                "channels and classes must be at least 1",
+            ));
+        }
+        if self.batches.is_empty() || self.batches.contains(&0) {
+            return Err(Error::invalid(
+                "bench",
+                format!("batch sizes {:?} must be non-empty and >= 1", self.batches),
+            ));
+        }
+        if self.precisions.is_empty() || self.parts.is_empty() || self.repeats == 0 {
+            return Err(Error::invalid(
+                "bench",
+                "at least one precision, one part and one timed repeat are needed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The U-Net this configuration times.
+    pub fn model(&self) -> UNetConfig {
+        UNetConfig {
+            in_channels: self.in_channels,
+            classes: self.classes,
+            base_channels: self.base_channels,
+            upsampling: Upsampling::Transposed,
+        }
+    }
+
+    /// Forward GFLOP per image: [`FORWARD_GFLOP_256_BASE64`] scaled by `(size/256)²` and
+    /// `(base/64)²`.
+    pub fn forward_gflop_per_image(&self) -> f64 {
+        let s = self.size as f64 / 256.0;
+        let c = self.base_channels as f64 / 64.0;
+        FORWARD_GFLOP_256_BASE64 * s * s * c * c
+    }
+
+    /// Trainable parameters of the network.
+    pub fn parameter_count(&self) -> Result<usize> {
+        let mut g = Graph::<CpuBackend>::new();
+        UNet::build(&mut g, self.model(), 1, self.size, self.size)?;
+        Ok(g.num_trainable())
+    }
+}
+
+/// Backends whose convolutions and matrix products can run in TF32.
+pub trait PrecisionControl: Backend {
+    /// Allows or forbids TF32 arithmetic; `Ok(false)` when the backend has no TF32 mode (the
+    /// default), in which case [`Precision::Tf32`] is reported as not applicable.
+    fn allow_tf32(&self, allow: bool) -> Result<bool> {
+        let _ = allow;
+        Ok(false)
+    }
+}
+
+impl PrecisionControl for CpuBackend {}
+
+#[cfg(feature = "cuda")]
+impl PrecisionControl for crate::backend::CudaBackend {
+    fn allow_tf32(&self, allow: bool) -> Result<bool> {
+        self.set_tf32(allow)?;
+        Ok(true)
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl PrecisionControl for crate::backend::WgpuBackend {}
+
+/// One measurement (or why there is none). The fields are the columns of [`CSV_HEADER`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRecord {
+    /// `magnet` (or `pytorch` in the PyTorch script's output).
+    pub engine: String,
+    /// The backend's short name (`cpu`, `cuda`, `wgpu`).
+    pub backend: String,
+    /// The device in words.
+    pub device: String,
+    pub precision: Precision,
+    pub part: Part,
+    pub batch: usize,
+    pub size: usize,
+    pub base_channels: usize,
+    pub params: usize,
+    /// Median time of one step, when measured.
+    pub median_ms: Option<f64>,
+    pub images_per_s: Option<f64>,
+    /// Achieved TFLOP/s from [`BenchConfig::forward_gflop_per_image`] and
+    /// [`Part::forward_multiple`].
+    pub tflops: Option<f64>,
+    /// Device memory in use at its highest after a step, less what was in use before the
+    /// network was built (MiB), when the backend reports memory.
+    pub peak_mem_mib: Option<f64>,
+    /// `ok`, `n/a: ...` (not supported by the backend) or `error: ...`.
+    pub status: String,
+}
+
+/// The columns of the CSV and JSON outputs, shared with `benches/torch_unet.py`.
+pub const CSV_HEADER: &str =
+    "engine,backend,device,mode,part,batch,size,base,params,median_ms,images_per_s,tflops,peak_mem_mib,status";
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or(String::new(), |v| format!("{v:.decimals$}"))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+impl BenchRecord {
+    /// The record as a CSV line in the order of [`CSV_HEADER`] (empty fields for missing values).
+    pub fn csv_line(&self) -> String {
+        [
+            csv_field(&self.engine),
+            csv_field(&self.backend),
+            csv_field(&self.device),
+            self.precision.name().to_string(),
+            self.part.name().to_string(),
+            self.batch.to_string(),
+            self.size.to_string(),
+            self.base_channels.to_string(),
+            self.params.to_string(),
+            opt(self.median_ms, 3),
+            opt(self.images_per_s, 2),
+            opt(self.tflops, 3),
+            opt(self.peak_mem_mib, 1),
+            csv_field(&self.status),
+        ]
+        .join(",")
+    }
+
+    /// The record as one JSON object with the keys of [`CSV_HEADER`] (null for missing values).
+    pub fn json_line(&self) -> String {
+        serde_json::json!({
+            "engine": self.engine,
+            "backend": self.backend,
+            "device": self.device,
+            "mode": self.precision.name(),
+            "part": self.part.name(),
+            "batch": self.batch,
+            "size": self.size,
+            "base": self.base_channels,
+            "params": self.params,
+            "median_ms": self.median_ms,
+            "images_per_s": self.images_per_s,
+            "tflops": self.tflops,
+            "peak_mem_mib": self.peak_mem_mib,
+            "status": self.status,
+        })
+        .to_string()
+    }
+}
+
+/// The header of [`table_row`]'s table.
+pub fn table_header() -> String {
+    format!(
+        "{:9}  {:4}  {:>5}  {:>10}  {:>9}  {:>8}  {:>10}  status",
+        "part", "mode", "batch", "median ms", "images/s", "TFLOP/s", "peak MiB"
+    )
+}
+
+/// One record as a line of the human-readable table.
+pub fn table_row(r: &BenchRecord) -> String {
+    let cell = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
+    format!(
+        "{:9}  {:4}  {:>5}  {:>10}  {:>9}  {:>8}  {:>10}  {}",
+        r.part.name(),
+        r.precision.name(),
+        r.batch,
+        cell(r.median_ms, 2),
+        cell(r.images_per_s, 1),
+        cell(r.tflops, 3),
+        cell(r.peak_mem_mib, 0),
+        r.status
+    )
+}
+
+/// A network, its loss and optimiser, and a fixed random batch, ready to step.
+struct Runner<B: Backend> {
+    exec: Executor<B>,
+    image: NodeId,
+    labels: NodeId,
+    loss: NodeId,
+    optimizer: Adam<B>,
+    images: HostTensor,
+    targets: HostTensor,
+}
+
+impl<B: Backend> Runner<B> {
+    fn new(backend: &B, cfg: &BenchConfig, batch: usize) -> Result<Self> {
+        let mut g = Graph::new();
+        let net = UNet::build(&mut g, cfg.model(), batch, cfg.size, cfg.size)?;
+        let labels = g.input("labels", [batch, cfg.size, cfg.size])?;
+        let loss = loss::cross_entropy(&mut g, net.logits, labels, &CrossEntropyConfig::default())?;
+        let exec = Executor::new(backend.clone(), g, cfg.seed)?;
+        let pixels = batch * cfg.size * cfg.size;
+        let images = HostTensor::new(
+            [batch, cfg.size, cfg.size, cfg.in_channels],
+            random_range(pixels * cfg.in_channels, cfg.seed + 1, 0.0, 1.0),
+        )?;
+        let classes = cfg.classes as f32;
+        let targets = HostTensor::new(
+            [batch, cfg.size, cfg.size],
+            random_range(pixels, cfg.seed + 2, 0.0, classes - 0.01)
+                .into_iter()
+                .map(f32::floor)
+                .collect(),
+        )?;
+        Ok(Runner {
+            exec,
+            image: net.image,
+            labels,
+            loss,
+            // A small rate keeps the random-label training finite over many steps.
+            optimizer: Adam::new(AdamConfig::new(1e-4))?,
+            images,
+            targets,
+        })
+    }
+
+    fn step(&mut self, part: Part) -> Result<()> {
+        match part {
+            Part::Train => {
+                self.exec.forward(
+                    &[(self.image, &self.images), (self.labels, &self.targets)],
+                    Mode::Train,
+                )?;
+                self.exec.backward(self.loss)?;
+                self.optimizer.step(&mut self.exec)
+            }
+            Part::Inference => self.exec.forward(&[(self.image, &self.images)], Mode::Eval),
+        }
+    }
+}
+
+/// Median of the timed steps (ms) and the highest memory in use seen after a step.
+struct Timing {
+    median_ms: f64,
+    peak_bytes: Option<u64>,
+}
+
+fn time_steps<B: Backend>(runner: &mut Runner<B>, part: Part, cfg: &BenchConfig) -> Result<Timing> {
+    let b = runner.exec.backend().clone();
+    let mut peak: Option<u64> = None;
+    let sample = |peak: &mut Option<u64>| {
+        if let Some(m) = b.memory_in_use() {
+            *peak = Some(peak.map_or(m, |p| p.max(m)));
+        }
+    };
+    for _ in 0..cfg.warmup {
+        runner.step(part)?;
+        b.sync()?;
+        sample(&mut peak);
+    }
+    let mut times = Vec::with_capacity(cfg.repeats);
+    for _ in 0..cfg.repeats {
+        b.sync()?;
+        let start = Instant::now();
+        runner.step(part)?;
+        b.sync()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        sample(&mut peak);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Timing {
+        median_ms: times[times.len() / 2],
+        peak_bytes: peak,
+    })
+}
+
+/// Times every (batch, part, precision) of `cfg` on `backend`, calling `on_record` as each
+/// record is made, and returns them all. A configuration that fails (out of memory, a size the
+/// backend cannot take) or a precision the backend lacks becomes a record with that status; only
+/// an invalid `cfg` is an error. Leaves the backend in strict fp32.
+pub fn run<B: PrecisionControl>(
+    backend: &B,
+    cfg: &BenchConfig,
+    mut on_record: impl FnMut(&BenchRecord),
+) -> Result<Vec<BenchRecord>> {
+    cfg.validate()?;
+    let params = cfg.parameter_count()?;
+    let device = backend.device_name();
+    let mut records = Vec::new();
+    for &batch in &cfg.batches {
+        for &part in &cfg.parts {
+            let record = |precision: Precision, status: String| BenchRecord {
+                engine: "magnet".to_string(),
+                backend: backend.name().to_string(),
+                device: device.clone(),
+                precision,
+                part,
+                batch,
+                size: cfg.size,
+                base_channels: cfg.base_channels,
+                params,
+                median_ms: None,
+                images_per_s: None,
+                tflops: None,
+                peak_mem_mib: None,
+                status,
+            };
+            backend.sync()?;
+            let baseline = backend.memory_in_use();
+            let mut runner = Runner::new(backend, cfg, batch);
+            for &precision in &cfg.precisions {
+                let r = match &mut runner {
+                    Err(e) => record(precision, format!("error: {e}")),
+                    Ok(runner) => match backend.allow_tf32(precision == Precision::Tf32) {
+                        Ok(false) if precision == Precision::Tf32 => record(
+                            precision,
+                            format!("n/a: the {} backend has no TF32 mode", backend.name()),
+                        ),
+                        Err(e) => record(precision, format!("error: {e}")),
+                        Ok(_) => match time_steps(runner, part, cfg) {
+                            Err(e) => record(precision, format!("error: {e}")),
+                            Ok(t) => {
+                                let seconds = t.median_ms / 1e3;
+                                let flop = cfg.forward_gflop_per_image()
+                                    * 1e9
+                                    * part.forward_multiple()
+                                    * batch as f64;
+                                let peak = t
+                                    .peak_bytes
+                                    .map(|p| p.saturating_sub(baseline.unwrap_or(0)));
+                                BenchRecord {
+                                    median_ms: Some(t.median_ms),
+                                    images_per_s: Some(batch as f64 / seconds),
+                                    tflops: Some(flop / seconds / 1e12),
+                                    peak_mem_mib: peak.map(|p| p as f64 / (1u64 << 20) as f64),
+                                    ..record(precision, "ok".to_string())
+                                }
+                            }
+                        },
+                    },
+                };
+                on_record(&r);
+                records.push(r);
+            }
+            drop(runner);
+        }
+    }
+    backend.allow_tf32(false)?;
+    Ok(records)
+}

@@ -1,0 +1,131 @@
+//! `magnet bench`: times U-Net training steps and inference on a backend.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use magnet::bench::{self, BenchConfig, BenchRecord, Part, Precision, PrecisionControl};
+use magnet::{Error, Result};
+
+use crate::backend::{with_backend, BackendChoice};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendChoice,
+    /// Image side in pixels (a multiple of 16).
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Channels of the first level (64 is the paper's 31 M-parameter U-Net).
+    #[arg(long, default_value_t = 64)]
+    pub base: usize,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub batches: Vec<usize>,
+    /// Precisions, comma-separated: fp32 (strict), tf32 (where the backend has it).
+    #[arg(long, value_delimiter = ',', default_value = "fp32,tf32")]
+    pub modes: Vec<String>,
+    /// What to time, comma-separated: train (forward, loss, backward, Adam), inference.
+    #[arg(long, value_delimiter = ',', default_value = "train,inference")]
+    pub parts: Vec<String>,
+    /// Untimed steps before timing.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Timed steps; the median is reported.
+    #[arg(long, default_value_t = 20)]
+    pub repeats: usize,
+    /// Print one JSON object per measurement instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the measurements to this CSV file.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    fn config(&self) -> Result<BenchConfig> {
+        let precisions = self
+            .modes
+            .iter()
+            .map(|m| {
+                Precision::from_name(m).ok_or_else(|| {
+                    Error::invalid("bench", format!("unknown mode {m:?} (fp32, tf32)"))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| {
+                Part::from_name(p).ok_or_else(|| {
+                    Error::invalid("bench", format!("unknown part {p:?} (train, inference)"))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let cfg = BenchConfig {
+            size: self.size,
+            base_channels: self.base,
+            batches: self.batches.clone(),
+            precisions,
+            parts,
+            warmup: self.warmup,
+            repeats: self.repeats,
+            ..BenchConfig::default()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let cfg = args.config()?;
+    with_backend!(args.backend, |backend| bench_on(&backend, &args, &cfg))
+}
+
+fn bench_on<B: PrecisionControl>(backend: &B, args: &BenchArgs, cfg: &BenchConfig) -> Result<()> {
+    if !args.json {
+        println!(
+            "U-Net base {}, {}×{}×{} → {} classes, {:.1} M parameters, {:.1} GFLOP forward per image",
+            cfg.base_channels,
+            cfg.size,
+            cfg.size,
+            cfg.in_channels,
+            cfg.classes,
+            cfg.parameter_count()? as f64 / 1e6,
+            cfg.forward_gflop_per_image()
+        );
+        println!(
+            "{} on {}; {} warm-up steps, median of {}",
+            backend.name(),
+            backend.device_name(),
+            cfg.warmup,
+            cfg.repeats
+        );
+        println!("{}", bench::table_header());
+    }
+    let json = args.json;
+    let records = bench::run(backend, cfg, |r: &BenchRecord| {
+        if json {
+            println!("{}", r.json_line());
+        } else {
+            println!("{}", bench::table_row(r));
+        }
+        // Rows appear as they are measured, even through a pipe.
+        let _ = std::io::stdout().flush();
+    })?;
+    if let Some(path) = &args.output {
+        let mut text = format!("{}\n", bench::CSV_HEADER);
+        for r in &records {
+            text.push_str(&r.csv_line());
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if !json {
+            println!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}

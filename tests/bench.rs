@@ -1,0 +1,81 @@
+//! The U-Net benchmark's library function on the CPU with a tiny network: every requested
+//! record is made, timed and consistent with its configuration.
+
+use magnet::bench::{self, BenchConfig, Part, Precision, CSV_HEADER};
+use magnet::CpuBackend;
+
+#[test]
+fn tiny_unet_bench_on_cpu_gives_sane_records() {
+    let cfg = BenchConfig {
+        size: 32,
+        base_channels: 4,
+        batches: vec![1, 2],
+        warmup: 1,
+        repeats: 3,
+        ..BenchConfig::default()
+    };
+    let mut seen = 0;
+    let records = bench::run(&CpuBackend::new(), &cfg, |_| seen += 1).expect("bench runs");
+    // batches × parts × precisions, reported as they come.
+    assert_eq!(records.len(), 2 * 2 * 2);
+    assert_eq!(seen, records.len());
+    let params = cfg.parameter_count().expect("parameter count");
+    let columns = CSV_HEADER.split(',').count();
+    for r in &records {
+        assert_eq!((r.engine.as_str(), r.backend.as_str()), ("magnet", "cpu"));
+        assert_eq!((r.size, r.base_channels, r.params), (32, 4, params));
+        assert!(cfg.batches.contains(&r.batch));
+        assert_eq!(r.csv_line().split(',').count(), columns, "{}", r.csv_line());
+        let json: serde_json::Value = serde_json::from_str(&r.json_line()).expect("valid JSON");
+        assert_eq!(json["mode"], r.precision.name());
+        // The CPU reports no device memory.
+        assert_eq!(r.peak_mem_mib, None);
+        match r.precision {
+            Precision::Tf32 => {
+                assert!(r.status.starts_with("n/a"), "{}", r.status);
+                assert_eq!(r.median_ms, None);
+            }
+            Precision::Fp32 => {
+                assert_eq!(r.status, "ok");
+                let ms = r.median_ms.expect("timed");
+                assert!(ms > 0.0 && ms.is_finite());
+                let ips = r.images_per_s.expect("rate");
+                assert!((ips - r.batch as f64 / (ms / 1e3)).abs() < 1e-6 * ips);
+                let flop = cfg.forward_gflop_per_image() * 1e9 * r.batch as f64;
+                let flop = flop * if r.part == Part::Train { 3.0 } else { 1.0 };
+                let tflops = r.tflops.expect("throughput");
+                assert!((tflops - flop / (ms / 1e3) / 1e12).abs() < 1e-6 * tflops);
+            }
+        }
+    }
+}
+
+#[test]
+fn paper_network_counts() {
+    let cfg = BenchConfig::default();
+    // The paper's U-Net: 31.0 M parameters, 96.3 GFLOP per 256×256 image.
+    let params = cfg.parameter_count().expect("parameter count");
+    assert!((31_000_000..31_100_000).contains(&params), "{params}");
+    assert_eq!(
+        cfg.forward_gflop_per_image(),
+        bench::FORWARD_GFLOP_256_BASE64
+    );
+    let small = BenchConfig {
+        size: 128,
+        base_channels: 32,
+        ..cfg
+    };
+    assert!((small.forward_gflop_per_image() - 96.3 / 16.0).abs() < 1e-9);
+    assert!(BenchConfig {
+        size: 40,
+        ..small.clone()
+    }
+    .validate()
+    .is_err());
+    assert!(BenchConfig {
+        batches: vec![0],
+        ..small
+    }
+    .validate()
+    .is_err());
+}
