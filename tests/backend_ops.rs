@@ -37,7 +37,7 @@ fn memory_case<B: Backend>(b: &B) {
     for (i, n) in [1usize, 5, 1000].into_iter().enumerate() {
         let data = random_vec(n, 100 + i as u64);
         let host = HostTensor::new([n], data.clone()).expect("matching length");
-        let buf = b.from_host(&host).expect("from_host");
+        let buf = b.to_device(&host).expect("from_host");
         assert_eq!(b.len(&buf), n, "len [{}]", b.name());
         // Transfers copy bits: exact.
         assert_close(&download(b, &buf), &data, Tol::exact(), "upload/download");

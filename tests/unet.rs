@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 use magnet::models::{UNet, UNetConfig, Upsampling};
 use magnet::{CpuBackend, Graph, TensorLayout};
 
+/// State_dict keys with their PyTorch shapes.
+type Keys = Vec<(String, Vec<usize>)>;
+
 /// Keys and PyTorch shapes per model from `tests/fixtures/unet_state_dict.txt`, written by
 /// `scripts/torch_unet.py keys`.
-fn pytorch_models() -> BTreeMap<String, (usize, Vec<(String, Vec<usize>)>)> {
+fn pytorch_models() -> BTreeMap<String, (usize, Keys)> {
     let path = common::project_root().join("tests/fixtures/unet_state_dict.txt");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut models = BTreeMap::new();

@@ -13,6 +13,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod params;
+pub mod plan;
 pub mod rng;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
@@ -63,7 +64,7 @@ pub trait Memory: Clone + Send + Sync + 'static {
     }
 
     /// Allocates a buffer and uploads `host` into it.
-    fn from_host(&self, host: &HostTensor) -> Result<Self::Buffer> {
+    fn to_device(&self, host: &HostTensor) -> Result<Self::Buffer> {
         let mut buf = self.alloc(&host.desc())?;
         self.upload(host.data(), &mut buf)?;
         Ok(buf)

@@ -127,7 +127,7 @@ impl BatchNormParams {
         if self.rows == 0 || self.channels == 0 {
             return Err(Error::invalid(op, "empty batch-norm input"));
         }
-        if !(self.eps > 0.0) || !(0.0..=1.0).contains(&self.momentum) {
+        if self.eps.is_nan() || self.eps <= 0.0 || !(0.0..=1.0).contains(&self.momentum) {
             return Err(Error::invalid(op, "eps must be > 0 and momentum in [0, 1]"));
         }
         Ok(())
@@ -312,6 +312,26 @@ pub struct SgdParams {
     /// The momentum buffer is set to the gradient instead of being blended, as PyTorch does on
     /// the first step.
     pub first_step: bool,
+}
+
+impl SgdParams {
+    /// Rejects negative or non-finite rates and Nesterov without momentum or with dampening.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "sgd_step";
+        non_negative(OP, "learning rate", self.lr)?;
+        non_negative(OP, "momentum", self.momentum)?;
+        non_negative(OP, "weight decay", self.weight_decay)?;
+        if !self.dampening.is_finite() {
+            return Err(Error::invalid(OP, "dampening must be finite"));
+        }
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::invalid(
+                OP,
+                "Nesterov momentum requires a momentum and zero dampening",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// PyTorch's Adam and AdamW.
@@ -505,4 +525,38 @@ fn checked_len(op: &'static str, sizes: &[usize]) -> Result<usize> {
         .iter()
         .try_fold(1usize, |acc, &s| acc.checked_mul(s))
         .ok_or_else(|| Error::invalid(op, format!("sizes {sizes:?} overflow")))
+}
+
+impl AdamParams {
+    /// Rejects step 0 (the count is 1-based), negative rates and betas outside [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "adam_step";
+        if self.step == 0 {
+            return Err(Error::invalid(OP, "the step count is 1-based; got 0"));
+        }
+        non_negative(OP, "learning rate", self.lr)?;
+        non_negative(OP, "eps", self.eps)?;
+        non_negative(OP, "weight decay", self.weight_decay)?;
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::invalid(
+                    OP,
+                    format!("{name} must be in [0, 1), got {b}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Errors unless `value` is finite and at least 0 (NaN fails too).
+fn non_negative(op: &'static str, name: &str, value: f32) -> Result<()> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            op,
+            format!("{name} must be finite and >= 0, got {value}"),
+        ))
+    }
 }

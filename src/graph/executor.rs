@@ -52,7 +52,7 @@ impl<B: Backend> Executor<B> {
                 .init
                 .generate(spec.shape.numel(), tensor_seed(seed, index));
             tensors.push(Some(
-                backend.from_host(&HostTensor::new(spec.shape.clone(), data)?)?,
+                backend.to_device(&HostTensor::new(spec.shape.clone(), data)?)?,
             ));
             tensor_grads.push(None);
         }

@@ -1,5 +1,6 @@
 //! Adam and AdamW (PyTorch's `torch.optim.Adam` / `AdamW`).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use crate::backend::{AdamParams, Backend};
@@ -57,8 +58,8 @@ impl<B: Backend> Adam<B> {
     /// Errors on betas outside [0, 1), a negative learning rate or a non-positive eps.
     pub fn new(config: AdamConfig) -> Result<Self> {
         let betas_ok = (0.0..1.0).contains(&config.beta1) && (0.0..1.0).contains(&config.beta2);
-        if !betas_ok || !(config.lr >= 0.0) || !(config.eps > 0.0) || !(config.weight_decay >= 0.0)
-        {
+        let rates_ok = config.lr >= 0.0 && config.eps > 0.0 && config.weight_decay >= 0.0;
+        if !betas_ok || !rates_ok {
             return Err(Error::invalid(
                 "adam",
                 format!("invalid hyper-parameters {config:?}"),
@@ -75,9 +76,8 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
     fn step(&mut self, exec: &mut Executor<B>) -> Result<()> {
         let c = self.config;
         for id in exec.graph().trainable_ids() {
-            if !self.moments.contains_key(&id) {
-                let state = (zeros_like(exec, id)?, zeros_like(exec, id)?, 0);
-                self.moments.insert(id, state);
+            if let Entry::Vacant(slot) = self.moments.entry(id) {
+                slot.insert((zeros_like(exec, id)?, zeros_like(exec, id)?, 0));
             }
             let backend = exec.backend().clone();
             if let Some((param, grad)) = exec.param_and_grad(id)? {

@@ -93,7 +93,7 @@ fn upload_buffer<B: Backend>(
             &[host.shape(), expected],
         ));
     }
-    exec.backend().from_host(host)
+    exec.backend().to_device(host)
 }
 
 /// A zero buffer shaped like tensor `id` (optimiser state).

@@ -147,7 +147,7 @@ impl TrainConfig {
                 "epochs and batch size must be at least 1",
             ));
         }
-        if !(self.lr > 0.0) {
+        if self.lr.is_nan() || self.lr <= 0.0 {
             return Err(Error::invalid(
                 "train",
                 format!("learning rate {} must be > 0", self.lr),

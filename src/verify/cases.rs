@@ -92,7 +92,7 @@ pub(super) fn run_all<B: Backend>(ctx: &mut Ctx<'_, B>) {
 // ---------------------------------------------------------------------------------------------
 
 fn up<M: Backend>(m: &M, data: &[f32]) -> Result<M::Buffer> {
-    m.from_host(&HostTensor::new([data.len()], data.to_vec())?)
+    m.to_device(&HostTensor::new([data.len()], data.to_vec())?)
 }
 
 /// An output buffer filled with a sentinel, so a kernel that accumulates into its output or

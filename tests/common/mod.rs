@@ -276,7 +276,7 @@ pub fn f32s(v: &[f64]) -> Vec<f32> {
 #[track_caller]
 pub fn upload<B: Memory>(b: &B, data: &[f32], shape: impl Into<Shape>) -> B::Buffer {
     let host = HostTensor::new(shape, data.to_vec()).expect("host tensor of matching length");
-    b.from_host(&host)
+    b.to_device(&host)
         .unwrap_or_else(|e| panic!("[{}] upload failed: {e}", b.name()))
 }
 

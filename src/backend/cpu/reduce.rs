@@ -6,15 +6,14 @@
 
 use crate::backend::cpu::elementwise::{for_each_chunk_mut, rows_per_block};
 use crate::backend::cpu::{check_len, CpuBackend, CpuBuffer};
+use crate::backend::plan::reduction_groups;
 use crate::backend::*;
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
 
 mod axes;
 
-use axes::{
-    max_f32, reduce_all, reduce_columns, reduce_general, reduce_rows, reduction_groups, sum_f64,
-};
+use axes::{max_f32, reduce_all, reduce_columns, reduce_general, reduce_rows, sum_f64};
 
 /// `rows × cols`, or an error when the product overflows.
 fn matrix_len(op: &'static str, rows: usize, cols: usize) -> Result<usize> {

@@ -7,59 +7,9 @@
 
 use crate::backend::cpu::elementwise::for_each_chunk_mut;
 use crate::backend::cpu::{check_len, CpuBackend, CpuBuffer};
+use crate::backend::plan::{bilinear_taps as taps, BilinearTap as Taps};
 use crate::backend::*;
 use crate::error::{Error, Result};
-
-/// The two source positions of one output position along one axis and their weights.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Taps {
-    i0: usize,
-    i1: usize,
-    l0: f32,
-    l1: f32,
-}
-
-/// Taps for resampling an axis of `input` positions to `output` positions.
-fn taps(input: usize, output: usize, align_corners: bool) -> Vec<Taps> {
-    if input == output {
-        // PyTorch copies when the size does not change.
-        return (0..output)
-            .map(|o| Taps {
-                i0: o,
-                i1: o,
-                l0: 1.0,
-                l1: 0.0,
-            })
-            .collect();
-    }
-    let scale = if align_corners {
-        if output > 1 {
-            (input - 1) as f32 / (output - 1) as f32
-        } else {
-            0.0
-        }
-    } else {
-        input as f32 / output as f32
-    };
-    (0..output)
-        .map(|o| {
-            let src = if align_corners {
-                scale * o as f32
-            } else {
-                (scale * (o as f32 + 0.5) - 0.5).max(0.0)
-            };
-            let i0 = (src.floor() as usize).min(input - 1);
-            let l1 = (src - i0 as f32).clamp(0.0, 1.0);
-            let i1 = if i0 < input - 1 { i0 + 1 } else { i0 };
-            Taps {
-                i0,
-                i1,
-                l0: 1.0 - l1,
-                l1,
-            }
-        })
-        .collect()
-}
 
 /// For every input position, the `(output position, weight)` pairs that read it.
 fn readers(input: usize, taps: &[Taps]) -> Vec<Vec<(usize, f32)>> {

@@ -3,9 +3,11 @@
 //!
 //! Tensors are NHWC (`CUDNN_TENSOR_NHWC`) and filters `[out, kh, kw, in]`, which is cuDNN's NHWC
 //! filter format (K × R × S × C). Algorithms come from cuDNN's heuristics
-//! (`cudnnGetConvolution*Algorithm_v7`), best first; in strict fp32 mode the descriptor's math
-//! type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped. Should cuDNN
-//! refuse the chosen algorithm when it runs, the next candidate is tried and remembered.
+//! (`cudnnGetConvolution*Algorithm_v7`); the first few are timed on the first call of each shape
+//! and ordered fastest first (as PyTorch's `cudnn.benchmark` does). In strict fp32 mode the
+//! descriptor's math type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped.
+//! Should cuDNN refuse the chosen algorithm when it runs, the next candidate is tried and
+//! remembered.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -20,6 +22,9 @@ use crate::error::Result;
 
 /// Workspaces above this size are not considered (the next candidate is used instead).
 const MAX_WORKSPACE: usize = 4 << 30;
+
+/// How many of the heuristics' best candidates are timed at a shape's first use.
+const TUNE_CANDIDATES: usize = 6;
 
 /// A cuDNN status as an error naming the call.
 pub(crate) fn status(call: &str, s: sys::cudnnStatus_t) -> Result<()> {
@@ -65,10 +70,6 @@ pub(crate) fn check_symbols() -> Result<()> {
         "cudnnConvolutionForward",
         "cudnnConvolutionBackwardData",
         "cudnnConvolutionBackwardFilter",
-        "cudnnDeriveBNTensorDescriptor",
-        "cudnnBatchNormalizationForwardTraining",
-        "cudnnBatchNormalizationForwardInference",
-        "cudnnBatchNormalizationBackward",
     ];
     // SAFETY: the library was found by `check_libraries`; looking a symbol up calls nothing.
     let lib = unsafe { sys::culib() };
@@ -108,28 +109,6 @@ impl TensorDesc {
                     d[1],
                     d[2],
                     d[3],
-                ),
-            )?;
-            Ok(desc)
-        }
-    }
-
-    /// The per-channel parameter descriptor cuDNN derives for spatial batch norm over `x`.
-    pub(crate) fn batch_norm_params(x: &TensorDesc) -> Result<Self> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: plain descriptor creation; `x` is a live descriptor.
-        unsafe {
-            status(
-                "cudnnCreateTensorDescriptor",
-                sys::cudnnCreateTensorDescriptor(&mut raw),
-            )?;
-            let desc = TensorDesc(raw);
-            status(
-                "cudnnDeriveBNTensorDescriptor",
-                sys::cudnnDeriveBNTensorDescriptor(
-                    desc.0,
-                    x.0,
-                    sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
                 ),
             )?;
             Ok(desc)
@@ -290,6 +269,8 @@ struct ConvPlan {
     candidates: Vec<Candidate>,
     /// Index of the candidate in use.
     current: usize,
+    /// Whether the candidates have been timed and ordered fastest first.
+    tuned: bool,
 }
 
 /// The cuDNN state of a backend. Used under the backend's lock only.
@@ -408,10 +389,6 @@ impl Dnn {
             )?;
             Ok(dnn)
         }
-    }
-
-    pub(crate) fn handle(&self) -> sys::cudnnHandle_t {
-        self.handle
     }
 
     /// A workspace of at least `bytes` bytes (grown when needed; the old one is freed in stream
@@ -549,7 +526,69 @@ impl Dnn {
             y,
             candidates,
             current: 0,
+            tuned: false,
         })
+    }
+
+    /// Times the heuristics' first [`TUNE_CANDIDATES`] candidates on the call's own buffers
+    /// (each run twice, the second run timed) and orders them fastest first; candidates cuDNN
+    /// refuses go last. Each run overwrites the output, which the real call then writes again.
+    fn tune(
+        &mut self,
+        kind: ConvKind,
+        p: &Conv2dParams,
+        tf32: bool,
+        ptrs: &ConvPtrs,
+    ) -> Result<()> {
+        let ctx = self.stream.context().clone();
+        let event = || {
+            ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(|e| driver_error("creating a timing event", e))
+        };
+        let (start, end) = (event()?, event()?);
+        let count = self
+            .plan(kind, p, tf32)?
+            .candidates
+            .len()
+            .min(TUNE_CANDIDATES);
+        let mut timed: Vec<(f32, usize)> = Vec::with_capacity(count);
+        for i in 0..count {
+            let cand = self.plan(kind, p, tf32)?.candidates[i];
+            let ws = self.workspace(cand.workspace)?;
+            let h = self.handle;
+            let stream = self.stream.clone();
+            let plan = self.plan(kind, p, tf32)?;
+            plan.conv.set_math(cand.math)?;
+            if run_conv(h, kind, plan, cand, ptrs, ws) != sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+                continue;
+            }
+            start
+                .record(&stream)
+                .map_err(|e| driver_error("recording a timing event", e))?;
+            let s = run_conv(h, kind, plan, cand, ptrs, ws);
+            end.record(&stream)
+                .map_err(|e| driver_error("recording a timing event", e))?;
+            end.synchronize()
+                .map_err(|e| driver_error("timing a convolution", e))?;
+            if s == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
+                let ms = start
+                    .elapsed_ms(&end)
+                    .map_err(|e| driver_error("timing a convolution", e))?;
+                timed.push((ms, i));
+            }
+        }
+        let plan = self.plan(kind, p, tf32)?;
+        plan.tuned = true;
+        timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut order: Vec<Candidate> = timed.iter().map(|&(_, i)| plan.candidates[i]).collect();
+        for (i, c) in plan.candidates.iter().enumerate() {
+            if !timed.iter().any(|&(_, j)| j == i) {
+                order.push(*c);
+            }
+        }
+        plan.candidates = order;
+        plan.current = 0;
+        Ok(())
     }
 
     /// Runs convolution `kind` of `p`, overwriting the output (beta = 0).
@@ -560,6 +599,9 @@ impl Dnn {
         tf32: bool,
         ptrs: ConvPtrs,
     ) -> Result<()> {
+        if !self.plan(kind, p, tf32)?.tuned {
+            self.tune(kind, p, tf32, &ptrs)?;
+        }
         let mut last_error = None;
         loop {
             let (cand, count) = {

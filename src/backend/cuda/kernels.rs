@@ -25,6 +25,7 @@ pub(crate) enum Module {
     Optim,
     Loss,
     Distance,
+    Norm,
 }
 
 impl Module {
@@ -38,6 +39,7 @@ impl Module {
             Module::Optim => "optim.cu",
             Module::Loss => "loss.cu",
             Module::Distance => "distance.cu",
+            Module::Norm => "norm.cu",
         }
     }
 
@@ -51,6 +53,7 @@ impl Module {
             Module::Optim => include_str!("../../../kernels/optim.cu"),
             Module::Loss => include_str!("../../../kernels/loss.cu"),
             Module::Distance => include_str!("../../../kernels/distance.cu"),
+            Module::Norm => include_str!("../../../kernels/norm.cu"),
         }
     }
 }

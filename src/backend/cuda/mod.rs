@@ -4,7 +4,7 @@
 //! - one context and one stream per [`CudaBackend`]; every kernel is enqueued on that stream and
 //!   only [`Memory::download`] and [`Memory::sync`] wait for it;
 //! - cuDNN for convolution (forward, backward-data, backward-filter, with NHWC tensors and
-//!   `[out, kh, kw, in]` filters) and batch normalisation ([`dnn`]);
+//!   `[out, kh, kw, in]` filters, [`dnn`]);
 //! - cuBLAS for GEMM;
 //! - NVRTC-compiled kernels from `kernels/*.cu` for everything else, compiled for the device's
 //!   architecture at first use and cached ([`kernels`]).
@@ -112,6 +112,25 @@ pub(crate) fn check_len(op: &'static str, buf: &CudaBuffer, expected: usize) -> 
     Ok(())
 }
 
+/// Lets the device's default memory pool keep memory freed in stream order instead of handing
+/// it back to the driver at every synchronisation, so per-call scratch and workspaces are
+/// recycled rather than mapped again each step. Best effort: without memory pools nothing
+/// changes.
+fn keep_freed_memory(ctx: &Arc<CudaContext>) {
+    use cudarc::driver::{result, sys};
+    let mut threshold = u64::MAX;
+    // SAFETY: the device comes from a live context; the attribute takes a u64.
+    let _ = unsafe {
+        result::device::get_default_mem_pool(ctx.cu_device()).and_then(|pool| {
+            result::mem_pool::set_attribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                &mut threshold as *mut u64 as *mut std::ffi::c_void,
+            )
+        })
+    };
+}
+
 /// Threads per block of the one-dimensional kernels.
 pub(crate) const BLOCK: u32 = 256;
 
@@ -197,6 +216,7 @@ impl CudaBackend {
             )));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| driver_error("context creation", e))?;
+        keep_freed_memory(&ctx);
         // One stream per backend and no cross-stream use of buffers: cudarc's per-buffer events
         // would only cost time (and get in the way of capturing a step as a CUDA graph).
         // SAFETY: every buffer of this context is used on `stream` only.

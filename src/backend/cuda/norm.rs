@@ -1,17 +1,30 @@
-//! Batch normalisation through cuDNN's spatial batch norm. A `rows × channels` tensor (NHWC
-//! flattened) is described as NHWC with N = 1, C = channels, H = rows, W = 1, so cuDNN reduces
-//! over the rows. cuDNN follows PyTorch: the biased batch variance normalises, the unbiased one
-//! feeds the running variance, `running = (1 − factor) · running + factor · batch`, and the saved
-//! inverse standard deviation is `1 / sqrt(var + eps)`.
+//! Batch normalisation over the last axis of a `rows × channels` tensor (NHWC flattened), with
+//! the CUDA kernels of `kernels/norm.cu` and the CPU backend's arithmetic: PyTorch's semantics
+//! (the biased batch variance normalises, the unbiased one feeds the running variance,
+//! `running = (1 − momentum) · running + momentum · batch`, saved inverse standard deviation
+//! `1 / sqrt(var + eps)`).
+//!
+//! Per-channel sums are a two-stage column reduction: blocks of a tile of channels and a slab of
+//! rows write f64 partial sums, and one block per channel adds them in a fixed order, so results
+//! do not vary from run to run. An elementwise kernel then applies per-channel coefficients.
 
-use std::ffi::c_void;
+use cudarc::driver::LaunchConfig;
 
-use cudarc::cudnn::sys;
-
-use super::dnn::{status, TensorDesc};
-use super::{check_len, CudaBackend, CudaBuffer};
+use super::kernels::Module;
+use super::{check_len, grid, launch, CudaBackend, CudaBuffer};
 use crate::backend::*;
 use crate::error::{Error, Result};
+
+/// Channels per block of the partial-sum kernel (`BN_TILE` in kernels/norm.cu).
+const TILE: usize = 32;
+/// Rows read at once by a block of the partial-sum kernel (`BN_ROWS` in kernels/norm.cu).
+const ROWS: usize = 8;
+/// Aim for about this many partial-sum blocks.
+const TARGET_BLOCKS: usize = 2048;
+/// Fewest rows per slab.
+const MIN_SLAB_ROWS: usize = 64;
+/// Threads per block of the finishing kernels.
+const FINISH_THREADS: u32 = 256;
 
 /// `rows · channels`, or an error when it overflows.
 fn numel(op: &'static str, p: &BatchNormParams) -> Result<usize> {
@@ -20,21 +33,77 @@ fn numel(op: &'static str, p: &BatchNormParams) -> Result<usize> {
         .ok_or_else(|| Error::invalid(op, format!("{p:?} overflows")))
 }
 
-/// The data descriptor and the derived per-channel parameter descriptor.
-fn descriptors(p: &BatchNormParams) -> Result<(TensorDesc, TensorDesc)> {
-    let x = TensorDesc::nhwc([1, p.channels, p.rows, 1])?;
-    let params = TensorDesc::batch_norm_params(&x)?;
-    Ok((x, params))
+/// How the rows are split: `(rows_per_slab, slabs)`.
+fn slabs(rows: usize, channels: usize) -> (usize, usize) {
+    let tiles = channels.div_ceil(TILE);
+    let wanted = (TARGET_BLOCKS / tiles)
+        .min(rows.div_ceil(MIN_SLAB_ROWS))
+        .clamp(1, 65535);
+    let per_slab = rows.div_ceil(wanted).max(1);
+    (per_slab, rows.div_ceil(per_slab).max(1))
 }
 
-const MODE: sys::cudnnBatchNormMode_t = sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL;
-
-fn cptr(p: u64) -> *const c_void {
-    p as *const c_void
+/// One block per channel for the finishing kernels.
+fn per_channel(channels: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (channels as u32, 1, 1),
+        block_dim: (FINISH_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
-fn mptr(p: u64) -> *mut c_void {
-    p as *mut c_void
+/// Whether the elementwise kernels can read four channels at once.
+fn vec4(channels: usize) -> i32 {
+    (channels % 4 == 0) as i32
+}
+
+impl CudaBackend {
+    /// Per-channel partial sums of `x` (mode 0) or of `dy` and `dy · (x − mean)` (mode 1),
+    /// `2 · channels · slabs` f64 values; returns them with the slab count.
+    fn bn_partial(
+        &self,
+        p: &BatchNormParams,
+        x: &CudaBuffer,
+        grad: Option<(&CudaBuffer, &CudaBuffer)>,
+    ) -> Result<(cudarc::driver::CudaSlice<f64>, u64)> {
+        let (per_slab, count) = slabs(p.rows, p.channels);
+        let partial = self.scratch::<f64>(2 * p.channels * count)?;
+        let cfg = LaunchConfig {
+            grid_dim: (p.channels.div_ceil(TILE) as u32, count as u32, 1),
+            block_dim: (TILE as u32, ROWS as u32, 1),
+            shared_mem_bytes: 0,
+        };
+        let xp = self.ptr(x);
+        let (dyp, meanp, mode) = match grad {
+            Some((dy, mean)) => (self.ptr(dy), self.ptr(mean), 1i32),
+            None => (0u64, 0u64, 0i32),
+        };
+        let (rows, channels) = (p.rows as u64, p.channels as u64);
+        let (rows_per_slab, slabs) = (per_slab as u64, count as u64);
+        let pp = self.slice_ptr(&partial);
+        launch!(self, Module::Norm, "bn_partial", cfg;
+            xp, dyp, meanp, rows, channels, rows_per_slab, slabs, mode, pp)?;
+        Ok((partial, slabs))
+    }
+
+    /// `y = (x − mean) · scale + shift` per channel.
+    fn bn_apply(
+        &self,
+        p: &BatchNormParams,
+        x: &CudaBuffer,
+        mean: u64,
+        scale: u64,
+        shift: u64,
+        y: &mut CudaBuffer,
+    ) -> Result<()> {
+        let len = p.rows * p.channels;
+        let v4 = vec4(p.channels);
+        let cfg = grid(if v4 != 0 { len / 4 } else { len });
+        let (xp, yp) = (self.ptr(x), self.ptr(y));
+        let (n, channels) = (len as u64, p.channels as u64);
+        launch!(self, Module::Norm, "bn_apply", cfg;
+            xp, mean, scale, shift, n, channels, v4, yp)
+    }
 }
 
 impl NormOps for CudaBackend {
@@ -72,33 +141,19 @@ impl NormOps for CudaBackend {
         ] {
             check_len(OP, buf, p.channels)?;
         }
-        let (xd, pd) = descriptors(p)?;
-        let (one, zero) = (1.0f32, 0.0f32);
-        let dnn = self.dnn()?;
-        self.bind()?;
-        // SAFETY: live handle and descriptors matching the buffers, whose lengths are checked.
-        let s = unsafe {
-            sys::cudnnBatchNormalizationForwardTraining(
-                dnn.handle(),
-                MODE,
-                &one as *const f32 as *const c_void,
-                &zero as *const f32 as *const c_void,
-                xd.0,
-                cptr(self.ptr(x)),
-                xd.0,
-                mptr(self.ptr(y)),
-                pd.0,
-                cptr(self.ptr(gamma)),
-                cptr(self.ptr(beta)),
-                p.momentum as f64,
-                mptr(self.ptr(running_mean)),
-                mptr(self.ptr(running_var)),
-                p.eps as f64,
-                mptr(self.ptr(save_mean)),
-                mptr(self.ptr(save_invstd)),
-            )
-        };
-        status("cudnnBatchNormalizationForwardTraining", s)
+        let (partial, slabs) = self.bn_partial(p, x, None)?;
+        let scale = self.scratch::<f32>(p.channels)?;
+        let pp = self.slice_ptr(&partial);
+        let (xp, gp) = (self.ptr(x), self.ptr(gamma));
+        let (rows, channels) = (p.rows as u64, p.channels as u64);
+        let (eps, momentum) = (p.eps, p.momentum);
+        let (mp, ip) = (self.ptr(save_mean), self.ptr(save_invstd));
+        let (rmp, rvp) = (self.ptr(running_mean), self.ptr(running_var));
+        let sp = self.slice_ptr(&scale);
+        launch!(self, Module::Norm, "bn_finish_train", per_channel(p.channels);
+            pp, slabs, xp, gp, rows, channels, eps, momentum, mp, ip, rmp, rvp, sp)?;
+        let bp = self.ptr(beta);
+        self.bn_apply(p, x, mp, sp, bp, y)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -120,30 +175,17 @@ impl NormOps for CudaBackend {
         for buf in [gamma, beta, running_mean, running_var] {
             check_len(OP, buf, p.channels)?;
         }
-        let (xd, pd) = descriptors(p)?;
-        let (one, zero) = (1.0f32, 0.0f32);
-        let dnn = self.dnn()?;
-        self.bind()?;
-        // SAFETY: as in batch_norm_train.
-        let s = unsafe {
-            sys::cudnnBatchNormalizationForwardInference(
-                dnn.handle(),
-                MODE,
-                &one as *const f32 as *const c_void,
-                &zero as *const f32 as *const c_void,
-                xd.0,
-                cptr(self.ptr(x)),
-                xd.0,
-                mptr(self.ptr(y)),
-                pd.0,
-                cptr(self.ptr(gamma)),
-                cptr(self.ptr(beta)),
-                cptr(self.ptr(running_mean)),
-                cptr(self.ptr(running_var)),
-                p.eps as f64,
-            )
-        };
-        status("cudnnBatchNormalizationForwardInference", s)
+        let scale = self.scratch::<f32>(p.channels)?;
+        let (gp, vp, sp) = (
+            self.ptr(gamma),
+            self.ptr(running_var),
+            self.slice_ptr(&scale),
+        );
+        let (channels, eps) = (p.channels as u64, p.eps);
+        launch!(self, Module::Norm, "bn_inference_scale", grid(p.channels);
+            gp, vp, channels, eps, sp)?;
+        let (mp, bp) = (self.ptr(running_mean), self.ptr(beta));
+        self.bn_apply(p, x, mp, sp, bp, y)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -168,38 +210,18 @@ impl NormOps for CudaBackend {
         for buf in [gamma, save_mean, save_invstd, &*dgamma, &*dbeta] {
             check_len(OP, buf, p.channels)?;
         }
-        let (xd, pd) = descriptors(p)?;
-        let (one, zero) = (1.0f32, 0.0f32);
-        let (one_p, zero_p) = (
-            &one as *const f32 as *const c_void,
-            &zero as *const f32 as *const c_void,
-        );
-        let dnn = self.dnn()?;
-        self.bind()?;
-        // SAFETY: as in batch_norm_train; the saved statistics are those of the forward pass.
-        let s = unsafe {
-            sys::cudnnBatchNormalizationBackward(
-                dnn.handle(),
-                MODE,
-                one_p,
-                zero_p,
-                one_p,
-                zero_p,
-                xd.0,
-                cptr(self.ptr(x)),
-                xd.0,
-                cptr(self.ptr(dy)),
-                xd.0,
-                mptr(self.ptr(dx)),
-                pd.0,
-                cptr(self.ptr(gamma)),
-                mptr(self.ptr(dgamma)),
-                mptr(self.ptr(dbeta)),
-                p.eps as f64,
-                cptr(self.ptr(save_mean)),
-                cptr(self.ptr(save_invstd)),
-            )
-        };
-        status("cudnnBatchNormalizationBackward", s)
+        let (partial, slabs) = self.bn_partial(p, x, Some((dy, save_mean)))?;
+        let coef = self.scratch::<f32>(3 * p.channels)?;
+        let pp = self.slice_ptr(&partial);
+        let (gp, ip) = (self.ptr(gamma), self.ptr(save_invstd));
+        let (rows, channels) = (p.rows as u64, p.channels as u64);
+        let (dgp, dbp, cp) = (self.ptr(dgamma), self.ptr(dbeta), self.slice_ptr(&coef));
+        launch!(self, Module::Norm, "bn_finish_backward", per_channel(p.channels);
+            pp, slabs, gp, ip, rows, channels, dgp, dbp, cp)?;
+        let v4 = vec4(p.channels);
+        let cfg = grid(if v4 != 0 { len / 4 } else { len });
+        let (xp, dyp, mp, dxp) = (self.ptr(x), self.ptr(dy), self.ptr(save_mean), self.ptr(dx));
+        let n = len as u64;
+        launch!(self, Module::Norm, "bn_dx", cfg; xp, dyp, mp, cp, n, channels, v4, dxp)
     }
 }

@@ -2,6 +2,7 @@
 //! the CPU backend computes them, and uploaded as a table.
 
 use super::{check_len, product, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
+use crate::backend::plan::bilinear_taps;
 use crate::backend::*;
 use crate::error::Result;
 
@@ -9,32 +10,9 @@ const SHADER: Shader = shader!("resample.wgsl");
 
 /// `(i0, i1, l0, l1)` of every output position along an axis (PyTorch's rules).
 fn taps(input: usize, output: usize, align_corners: bool) -> Vec<(u32, u32, f32, f32)> {
-    if input == output {
-        return (0..output)
-            .map(|o| (o as u32, o as u32, 1.0, 0.0))
-            .collect();
-    }
-    let scale = if align_corners {
-        if output > 1 {
-            (input - 1) as f32 / (output - 1) as f32
-        } else {
-            0.0
-        }
-    } else {
-        input as f32 / output as f32
-    };
-    (0..output)
-        .map(|o| {
-            let src = if align_corners {
-                scale * o as f32
-            } else {
-                (scale * (o as f32 + 0.5) - 0.5).max(0.0)
-            };
-            let i0 = (src.floor() as usize).min(input - 1);
-            let l1 = (src - i0 as f32).clamp(0.0, 1.0);
-            let i1 = if i0 < input - 1 { i0 + 1 } else { i0 };
-            (i0 as u32, i1 as u32, 1.0 - l1, l1)
-        })
+    bilinear_taps(input, output, align_corners)
+        .into_iter()
+        .map(|t| (t.i0 as u32, t.i1 as u32, t.l0, t.l1))
         .collect()
 }
 

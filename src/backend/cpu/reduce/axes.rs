@@ -6,8 +6,6 @@ use rayon::prelude::*;
 
 use crate::backend::cpu::elementwise::{for_each_chunk_mut, rows_per_block, PAR_CHUNK};
 use crate::backend::ReduceOp;
-use crate::error::{Error, Result};
-use crate::tensor::Shape;
 
 /// `max` that propagates NaN, as PyTorch's reductions do.
 #[inline(always)]
@@ -34,43 +32,6 @@ pub(super) fn sum_f64(xs: &[f32]) -> f64 {
 
 pub(super) fn max_f32(xs: &[f32]) -> f32 {
     xs.iter().fold(f32::NEG_INFINITY, |m, &v| nan_max(m, v))
-}
-
-/// Axes of `x_shape` after dropping size-1 axes and merging neighbours that are both reduced or
-/// both kept: `(size, reduced)` pairs, outermost first.
-pub(super) fn reduction_groups(
-    op: &'static str,
-    x_shape: &Shape,
-    y_shape: &Shape,
-) -> Result<Vec<(usize, bool)>> {
-    let bad = || {
-        Error::shape(
-            op,
-            "output shape does not broadcast to the input shape",
-            &[x_shape, y_shape],
-        )
-    };
-    let extra = y_shape.dims().len().saturating_sub(x_shape.rank());
-    if y_shape.dims()[..extra].iter().any(|&d| d != 1) {
-        return Err(bad());
-    }
-    let mut groups: Vec<(usize, bool)> = Vec::new();
-    for k in (0..x_shape.rank()).rev() {
-        let (xd, yd) = (x_shape.dim_from_end(k), y_shape.dim_from_end(k));
-        let reduced = match (xd, yd) {
-            (a, b) if a == b => false,
-            (_, 1) => true,
-            _ => return Err(bad()),
-        };
-        if xd == 1 {
-            continue;
-        }
-        match groups.last_mut() {
-            Some((size, r)) if *r == reduced => *size *= xd,
-            _ => groups.push((xd, reduced)),
-        }
-    }
-    Ok(groups)
 }
 
 /// Reduces all of `x` (not empty) to one value.
