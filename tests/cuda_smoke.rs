@@ -1,6 +1,6 @@
 //! First-contact checks of the CUDA backend, one layer at a time, so that a failure on a new
 //! machine names the layer that broke: memory transfers (driver), one NVRTC kernel, broadcasting,
-//! a reduction, cuBLAS, cuDNN convolution and cuDNN batch norm, each against the CPU backend.
+//! a reduction, cuBLAS, cuDNN convolution and the batch-norm kernels, each against the CPU backend.
 //!
 //! Skipped (with a note on stderr) when no CUDA device can be opened, unless
 //! `MAGNET_TEST_BACKENDS` lists `cuda`, in which case an unavailable device is a failure.
@@ -266,7 +266,7 @@ fn cuda_cudnn_conv_matches_cpu() {
 }
 
 #[test]
-fn cuda_cudnn_batch_norm_matches_cpu() {
+fn cuda_batch_norm_matches_cpu() {
     let Some(g) = cuda() else { return };
     let c = CpuBackend::new();
     let p = BatchNormParams {

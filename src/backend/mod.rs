@@ -57,8 +57,9 @@ pub trait Memory: Clone + Send + Sync + 'static {
     /// Waits for all enqueued work.
     fn sync(&self) -> Result<()>;
 
-    /// Bytes of device memory in use, as the device reports it (every allocation on the device,
-    /// this process's and others'), or `None` when the backend cannot tell (the default).
+    /// Bytes of device memory held by live allocations (on CUDA: of the device's memory pool,
+    /// which may also hold other users' allocations when shared), or `None` when the backend
+    /// cannot tell (the default).
     fn memory_in_use(&self) -> Option<u64> {
         None
     }

@@ -419,7 +419,24 @@ impl Memory for CudaBackend {
             .map_err(|e| driver_error("copy", e))
     }
 
+    /// Bytes held by live allocations of the device's default memory pool (memory the pool keeps
+    /// for reuse is not counted); without memory pools, the device's used memory.
     fn memory_in_use(&self) -> Option<u64> {
+        use cudarc::driver::{result, sys};
+        let mut used = 0u64;
+        // SAFETY: the device comes from a live context; the attribute is a u64.
+        let pooled = unsafe {
+            result::device::get_default_mem_pool(self.inner.ctx.cu_device()).and_then(|pool| {
+                result::mem_pool::get_attribute(
+                    pool,
+                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT,
+                    &mut used as *mut u64 as *mut std::ffi::c_void,
+                )
+            })
+        };
+        if pooled.is_ok() && self.inner.ctx.has_async_alloc() {
+            return Some(used);
+        }
         let (free, total) = self.inner.ctx.mem_get_info().ok()?;
         Some(total.saturating_sub(free) as u64)
     }

@@ -4,55 +4,7 @@
 use super::kernels::Module;
 use super::{check_len, grid, launch, CudaBackend, CudaBuffer};
 use crate::backend::*;
-use crate::error::{Error, Result};
-
-/// Errors unless `value` is finite and at least 0 (NaN fails too).
-fn non_negative(op: &'static str, name: &str, value: f32) -> Result<()> {
-    if value >= 0.0 && value.is_finite() {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            op,
-            format!("{name} must be finite and >= 0, got {value}"),
-        ))
-    }
-}
-
-fn check_sgd(p: &SgdParams) -> Result<()> {
-    const OP: &str = "sgd_step";
-    non_negative(OP, "learning rate", p.lr)?;
-    non_negative(OP, "momentum", p.momentum)?;
-    non_negative(OP, "weight decay", p.weight_decay)?;
-    if !p.dampening.is_finite() {
-        return Err(Error::invalid(OP, "dampening must be finite"));
-    }
-    if p.nesterov && (p.momentum <= 0.0 || p.dampening != 0.0) {
-        return Err(Error::invalid(
-            OP,
-            "Nesterov momentum requires a momentum and zero dampening",
-        ));
-    }
-    Ok(())
-}
-
-fn check_adam(p: &AdamParams) -> Result<()> {
-    const OP: &str = "adam_step";
-    if p.step == 0 {
-        return Err(Error::invalid(OP, "the step count is 1-based; got 0"));
-    }
-    non_negative(OP, "learning rate", p.lr)?;
-    non_negative(OP, "eps", p.eps)?;
-    non_negative(OP, "weight decay", p.weight_decay)?;
-    for (name, b) in [("beta1", p.beta1), ("beta2", p.beta2)] {
-        if !(0.0..1.0).contains(&b) {
-            return Err(Error::invalid(
-                OP,
-                format!("{name} must be in [0, 1), got {b}"),
-            ));
-        }
-    }
-    Ok(())
-}
+use crate::error::Result;
 
 impl OptimOps for CudaBackend {
     /// Leaves `momentum` alone (and accepts any length for it) when `p.momentum` is 0.
@@ -63,7 +15,7 @@ impl OptimOps for CudaBackend {
         grad: &CudaBuffer,
         momentum: &mut CudaBuffer,
     ) -> Result<()> {
-        check_sgd(p)?;
+        p.validate()?;
         let n = param.len;
         check_len("sgd_step", grad, n)?;
         let use_momentum = i32::from(p.momentum != 0.0);
@@ -94,7 +46,7 @@ impl OptimOps for CudaBackend {
         m: &mut CudaBuffer,
         v: &mut CudaBuffer,
     ) -> Result<()> {
-        check_adam(p)?;
+        p.validate()?;
         let n = param.len;
         check_len("adam_step", grad, n)?;
         check_len("adam_step", m, n)?;

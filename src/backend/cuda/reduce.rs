@@ -12,6 +12,7 @@ use cudarc::driver::LaunchConfig;
 use super::elementwise::{Layout, MAX_AXES};
 use super::kernels::Module;
 use super::{check_len, grid, launch, CudaBackend, CudaBuffer, BLOCK};
+use crate::backend::plan::reduction_groups;
 use crate::backend::*;
 use crate::error::{Error, Result};
 use crate::tensor::Shape;
@@ -21,43 +22,6 @@ const TARGET_BLOCKS: usize = 2048;
 
 /// Smallest number of elements per chunk when splitting.
 const MIN_CHUNK: usize = 4096;
-
-/// Axes of `x_shape` after dropping size-1 axes and merging neighbours that are both reduced or
-/// both kept: `(size, reduced)` pairs, outermost first.
-fn reduction_groups(
-    op: &'static str,
-    x_shape: &Shape,
-    y_shape: &Shape,
-) -> Result<Vec<(usize, bool)>> {
-    let bad = || {
-        Error::shape(
-            op,
-            "output shape does not broadcast to the input shape",
-            &[x_shape, y_shape],
-        )
-    };
-    let extra = y_shape.dims().len().saturating_sub(x_shape.rank());
-    if y_shape.dims()[..extra].iter().any(|&d| d != 1) {
-        return Err(bad());
-    }
-    let mut groups: Vec<(usize, bool)> = Vec::new();
-    for k in (0..x_shape.rank()).rev() {
-        let (xd, yd) = (x_shape.dim_from_end(k), y_shape.dim_from_end(k));
-        let reduced = match (xd, yd) {
-            (a, b) if a == b => false,
-            (_, 1) => true,
-            _ => return Err(bad()),
-        };
-        if xd == 1 {
-            continue;
-        }
-        match groups.last_mut() {
-            Some((size, r)) if *r == reduced => *size *= xd,
-            _ => groups.push((xd, reduced)),
-        }
-    }
-    Ok(groups)
-}
 
 fn op_code(op: ReduceOp) -> i32 {
     match op {
