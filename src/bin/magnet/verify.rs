@@ -5,12 +5,13 @@ use magnet::{Error, Result};
 
 pub fn run() -> Result<()> {
     let mut results: Vec<CaseResult> = Vec::new();
-    let mut checked = vec!["cpu"];
+    #[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(unused_mut))]
+    let mut checked = String::from("cpu");
     results.extend(verify_backend(&magnet::CpuBackend::new())?);
     #[cfg(feature = "cuda")]
     match magnet::backend::CudaBackend::new(0) {
         Ok(b) => {
-            checked.push("cuda");
+            checked.push_str(", cuda");
             results.extend(verify_backend(&b)?);
         }
         Err(e) => println!("cuda: skipped ({e})"),
@@ -20,7 +21,7 @@ pub fn run() -> Result<()> {
     #[cfg(feature = "wgpu")]
     match magnet::backend::WgpuBackend::new() {
         Ok(b) => {
-            checked.push("wgpu");
+            checked.push_str(", wgpu");
             results.extend(verify_backend(&b)?);
         }
         Err(e) => println!("wgpu: skipped ({e})"),
@@ -28,10 +29,7 @@ pub fn run() -> Result<()> {
     #[cfg(not(feature = "wgpu"))]
     println!("wgpu: not built (enable the `wgpu` feature)");
 
-    println!(
-        "reference: the CPU backend on one thread; backends: {}",
-        checked.join(", ")
-    );
+    println!("reference: the CPU backend on one thread; backends: {checked}");
     print!("{}", format_table(&results));
     let failed = results.iter().filter(|r| !r.passed()).count();
     println!("{} cases, {failed} failed", results.len());
