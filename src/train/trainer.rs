@@ -207,7 +207,11 @@ impl<B: Backend> Trainer<B> {
             total += loss as f64;
             batches += 1;
             images += batch.indices.len();
-            bar.set_message(format!("loss {:.4}", total / batches as f64));
+            let rate = images as f64 / bar.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.4}  {rate:.1} img/s",
+                total / batches as f64
+            ));
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -255,7 +259,7 @@ impl<B: Backend> Trainer<B> {
         }
         let bar = ProgressBar::new(batches);
         let style = ProgressStyle::with_template(
-            "epoch {prefix} [{bar:30}] {pos}/{len} batches  {msg}  {per_sec}  ETA {eta}",
+            "epoch {prefix} [{bar:30}] {pos}/{len} batches  {msg}  ETA {eta}",
         )
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
