@@ -10,21 +10,15 @@
 #   bench options     passed to both `magnet bench` and benches/torch_unet.py, e.g.
 #                     --batches 1,8 --repeats 10 --modes tf32 --size 128 --base 32
 # Environment:
-#   MAGNET_BIN        the magnet binary (default .gpu/bin/magnet when present, else
-#                     target/release/magnet)
+#   MAGNET_BIN        the magnet binary (default target/release/magnet)
 #   MAGNET_BACKEND    magnet's backend (default cuda; wgpu compares the WGSL backend)
 #   PYTHON            the Python with PyTorch (default python3)
 #   TORCH_DEVICE      PyTorch's device (default cuda)
-#
-# With the gpu-bundle runner, from the project root on the GPU machine:
-#   bash .gpu/run.sh bash benches/compare_unet.sh "$OUT/unet_h200.md"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 result="${1:-benches/results/unet_gpu.md}"
 [ $# -gt 0 ] && shift
-if [ -z "${MAGNET_BIN:-}" ]; then
-    if [ -x .gpu/bin/magnet ]; then MAGNET_BIN=.gpu/bin/magnet; else MAGNET_BIN=target/release/magnet; fi
-fi
+MAGNET_BIN="${MAGNET_BIN:-target/release/magnet}"
 [ -x "$MAGNET_BIN" ] || { echo "compare_unet.sh: no magnet binary at $MAGNET_BIN (set MAGNET_BIN)" >&2; exit 2; }
 backend="${MAGNET_BACKEND:-cuda}"
 python="${PYTHON:-python3}"
