@@ -284,6 +284,25 @@ pub enum UnaryOp {
     },
 }
 
+impl UnaryOp {
+    /// `(code, scale, shift)`: how the GPU kernels (`kernels/elementwise.cu`,
+    /// `shaders/elementwise.wgsl`) number this op, with the parameters of `Affine`.
+    pub fn kernel_code(self) -> (u32, f32, f32) {
+        match self {
+            UnaryOp::Relu => (0, 0.0, 0.0),
+            UnaryOp::Sigmoid => (1, 0.0, 0.0),
+            UnaryOp::Tanh => (2, 0.0, 0.0),
+            UnaryOp::Exp => (3, 0.0, 0.0),
+            UnaryOp::Log => (4, 0.0, 0.0),
+            UnaryOp::Neg => (5, 0.0, 0.0),
+            UnaryOp::Abs => (6, 0.0, 0.0),
+            UnaryOp::Sqrt => (7, 0.0, 0.0),
+            UnaryOp::Square => (8, 0.0, 0.0),
+            UnaryOp::Affine { scale, shift } => (9, scale, shift),
+        }
+    }
+}
+
 /// Elementwise functions of two tensors, with NumPy broadcasting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BinaryOp {

@@ -74,21 +74,6 @@ impl Layout {
     }
 }
 
-fn unary_code(op: UnaryOp) -> (i32, f32, f32) {
-    match op {
-        UnaryOp::Relu => (0, 0.0, 0.0),
-        UnaryOp::Sigmoid => (1, 0.0, 0.0),
-        UnaryOp::Tanh => (2, 0.0, 0.0),
-        UnaryOp::Exp => (3, 0.0, 0.0),
-        UnaryOp::Log => (4, 0.0, 0.0),
-        UnaryOp::Neg => (5, 0.0, 0.0),
-        UnaryOp::Abs => (6, 0.0, 0.0),
-        UnaryOp::Sqrt => (7, 0.0, 0.0),
-        UnaryOp::Square => (8, 0.0, 0.0),
-        UnaryOp::Affine { scale, shift } => (9, scale, shift),
-    }
-}
-
 /// The scale `1 / (1 - p)` of kept elements, after checking that `p` is in `[0, 1)`.
 fn dropout_scale(op: &'static str, p: f32) -> Result<f32> {
     if !(0.0..1.0).contains(&p) {
@@ -131,7 +116,8 @@ impl ElementwiseOps for CudaBackend {
         if x.len == 0 {
             return Ok(());
         }
-        let (code, scale, shift) = unary_code(op);
+        let (code, scale, shift) = op.kernel_code();
+        let code = code as i32;
         let (xp, yp, n) = (self.ptr(x), self.ptr(y), x.len as u64);
         launch!(self, Module::Elementwise, "unary_fwd", grid(x.len); xp, yp, n, code, scale, shift)
     }
@@ -151,7 +137,8 @@ impl ElementwiseOps for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let (code, scale, _) = unary_code(op);
+        let (code, scale, _) = op.kernel_code();
+        let code = code as i32;
         let (xp, yp, gp, dp, n64) = (
             self.ptr(x),
             self.ptr(y),

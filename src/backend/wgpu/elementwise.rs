@@ -10,22 +10,6 @@ const SHADER: Shader = shader!("elementwise.wgsl");
 /// The most collapsed axes a strided kernel takes (the uniform block holds 8).
 const MAX_RANK: usize = 8;
 
-/// `(code, scale, shift)` of a unary op in the shader.
-fn unary_code(op: UnaryOp) -> (u32, f32, f32) {
-    match op {
-        UnaryOp::Relu => (0, 0.0, 0.0),
-        UnaryOp::Sigmoid => (1, 0.0, 0.0),
-        UnaryOp::Tanh => (2, 0.0, 0.0),
-        UnaryOp::Exp => (3, 0.0, 0.0),
-        UnaryOp::Log => (4, 0.0, 0.0),
-        UnaryOp::Neg => (5, 0.0, 0.0),
-        UnaryOp::Abs => (6, 0.0, 0.0),
-        UnaryOp::Sqrt => (7, 0.0, 0.0),
-        UnaryOp::Square => (8, 0.0, 0.0),
-        UnaryOp::Affine { scale, shift } => (9, scale, shift),
-    }
-}
-
 fn binary_code(op: BinaryOp) -> u32 {
     match op {
         BinaryOp::Add => 0,
@@ -148,7 +132,7 @@ impl WgpuBackend {
 impl ElementwiseOps for WgpuBackend {
     fn unary(&self, op: UnaryOp, x: &WgpuBuffer, y: &mut WgpuBuffer) -> Result<()> {
         check_len("unary", y, x.len)?;
-        let (code, a, b) = unary_code(op);
+        let (code, a, b) = op.kernel_code();
         self.map1("unary", "unary", code, x, y, a, b, 0)
     }
 
@@ -165,7 +149,7 @@ impl ElementwiseOps for WgpuBackend {
         check_len(OP, y, n)?;
         check_len(OP, dy, n)?;
         check_len(OP, dx, n)?;
-        let (code, a, b) = unary_code(op);
+        let (code, a, b) = op.kernel_code();
         let constants = [("OP", code as f64)];
         self.dispatch(
             OP,
