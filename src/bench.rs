@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use crate::backend::{Backend, CpuBackend};
+use crate::dist::{Collective, DataParallel, DEFAULT_BUCKET_BYTES};
 use crate::error::{Error, Result};
 use crate::graph::{Executor, Graph, Mode, NodeId};
 use crate::loss::{self, CrossEntropyConfig};
@@ -327,6 +328,8 @@ struct Runner<B: Backend> {
     optimizer: Adam<B>,
     images: HostTensor,
     targets: HostTensor,
+    /// Gradient averaging when this is one rank of a data-parallel run.
+    parallel: Option<DataParallel<B>>,
 }
 
 impl<B: Backend> Runner<B> {
@@ -358,6 +361,7 @@ impl<B: Backend> Runner<B> {
             optimizer: Adam::new(AdamConfig::new(1e-4))?,
             images,
             targets,
+            parallel: None,
         })
     }
 
@@ -368,7 +372,10 @@ impl<B: Backend> Runner<B> {
                     &[(self.image, &self.images), (self.labels, &self.targets)],
                     Mode::Train,
                 )?;
-                self.exec.backward(self.loss)?;
+                match &mut self.parallel {
+                    Some(parallel) => parallel.backward(&mut self.exec, self.loss)?,
+                    None => self.exec.backward(self.loss)?,
+                }
                 self.optimizer.step(&mut self.exec)
             }
             Part::Inference => self.exec.forward(&[(self.image, &self.images)], Mode::Eval),
@@ -418,11 +425,37 @@ fn time_steps<B: Backend>(runner: &mut Runner<B>, part: Part, cfg: &BenchConfig)
 pub fn run<B: PrecisionControl>(
     backend: &B,
     cfg: &BenchConfig,
+    on_record: impl FnMut(&BenchRecord),
+) -> Result<Vec<BenchRecord>> {
+    run_with(backend, cfg, None, on_record)
+}
+
+/// As [`run`], as one rank of a data-parallel run over `collective` (every rank calls it with
+/// the same `cfg`): training steps average their gradients over the ranks, `batch` is per rank,
+/// and images/s and TFLOP/s count the images of every rank. Only training is timed; inference
+/// records say so.
+pub fn run_data_parallel<B: PrecisionControl>(
+    backend: &B,
+    cfg: &BenchConfig,
+    collective: Box<dyn Collective<B>>,
+    on_record: impl FnMut(&BenchRecord),
+) -> Result<Vec<BenchRecord>> {
+    run_with(backend, cfg, Some(collective), on_record)
+}
+
+fn run_with<B: PrecisionControl>(
+    backend: &B,
+    cfg: &BenchConfig,
+    mut collective: Option<Box<dyn Collective<B>>>,
     mut on_record: impl FnMut(&BenchRecord),
 ) -> Result<Vec<BenchRecord>> {
     cfg.validate()?;
     let params = cfg.parameter_count()?;
-    let device = backend.device_name();
+    let ranks = collective.as_ref().map_or(1, |c| c.world_size());
+    let device = match ranks {
+        1 => backend.device_name(),
+        n => format!("{n} × {} (NCCL data parallel)", backend.device_name()),
+    };
     let mut records = Vec::new();
     for &batch in &cfg.batches {
         for &part in &cfg.parts {
@@ -444,7 +477,27 @@ pub fn run<B: PrecisionControl>(
             };
             backend.sync()?;
             let baseline = backend.memory_in_use();
-            let mut runner = Runner::new(backend, cfg, batch);
+            if ranks > 1 && part == Part::Inference {
+                for &precision in &cfg.precisions {
+                    let r = record(
+                        precision,
+                        "n/a: data-parallel runs time training only".to_string(),
+                    );
+                    on_record(&r);
+                    records.push(r);
+                }
+                continue;
+            }
+            let mut runner = Runner::new(backend, cfg, batch).and_then(|mut runner| {
+                if let Some(c) = collective.take() {
+                    runner.parallel = Some(DataParallel::new(
+                        c,
+                        &mut runner.exec,
+                        DEFAULT_BUCKET_BYTES,
+                    )?);
+                }
+                Ok(runner)
+            });
             for &precision in &cfg.precisions {
                 let r = match &mut runner {
                     Err(e) => record(precision, format!("error: {e}")),
@@ -458,16 +511,17 @@ pub fn run<B: PrecisionControl>(
                             Err(e) => record(precision, format!("error: {e}")),
                             Ok(t) => {
                                 let seconds = t.median_ms / 1e3;
+                                let images = (batch * ranks) as f64;
                                 let flop = cfg.forward_gflop_per_image()
                                     * 1e9
                                     * part.forward_multiple()
-                                    * batch as f64;
+                                    * images;
                                 let peak = t
                                     .peak_bytes
                                     .map(|p| p.saturating_sub(baseline.unwrap_or(0)));
                                 BenchRecord {
                                     median_ms: Some(t.median_ms),
-                                    images_per_s: Some(batch as f64 / seconds),
+                                    images_per_s: Some(images / seconds),
                                     tflops: Some(flop / seconds / 1e12),
                                     peak_mem_mib: peak.map(|p| p as f64 / (1u64 << 20) as f64),
                                     ..record(precision, "ok".to_string())
@@ -479,7 +533,9 @@ pub fn run<B: PrecisionControl>(
                 on_record(&r);
                 records.push(r);
             }
-            drop(runner);
+            if let Ok(runner) = runner {
+                collective = collective.or(runner.parallel.map(DataParallel::into_collective));
+            }
         }
     }
     backend.allow_tf32(false)?;

@@ -59,6 +59,9 @@ pub enum Error {
     /// data set, an IDX header that disagrees with the file length, ... `path` names the file.
     #[error("{}: {reason}", path.display())]
     Data { path: PathBuf, reason: String },
+    /// A data-parallel run failed: the rendezvous, a collective, another rank.
+    #[error("distributed rank {rank}: {reason}")]
+    Distributed { rank: usize, reason: String },
 }
 
 /// The crate's result type.

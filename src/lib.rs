@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod bench;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod graph;
 pub mod io;

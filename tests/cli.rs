@@ -167,6 +167,12 @@ fn bad_input_is_one_clear_error() {
             "4.png",
         ),
         (vec!["train", "--size", "40"], "multiple of 16"),
+        // Each worker the launcher starts refuses the CPU (or a build without CUDA); the
+        // launcher stops the others and names the failed rank.
+        (
+            vec!["train", "--gpus", "2", "--epochs", "1"],
+            "distributed rank",
+        ),
         (vec!["eval", "--weights", "notes.h5"], "notes.h5"),
         (
             vec![

@@ -9,8 +9,8 @@ use magnet::data::transform::{self, Pipeline};
 use magnet::data::{
     split, BatchLoader, Carvana, Channels, ClassMap, Dataset, ImageMaskFolder,
     ImageMaskFolderConfig, Isbi2012, Isbi2012Config, IsbiForeground, LoaderConfig, OxfordPet,
-    OxfordPetConfig, PetSplit, Sample, Synthetic, SyntheticConfig, Transformed, TrimapBorder,
-    IGNORE_INDEX,
+    OxfordPetConfig, PetSplit, Sample, Shard, Synthetic, SyntheticConfig, Transformed,
+    TrimapBorder, IGNORE_INDEX,
 };
 use tempfile::TempDir;
 
@@ -763,4 +763,38 @@ fn split_is_a_seeded_partition() {
     // A subset batches like any data set.
     let loader = BatchLoader::new(val, LoaderConfig::eval(5)).unwrap();
     assert_eq!(loader.epoch(0).count(), 1);
+}
+
+#[test]
+fn shards_deal_out_an_epoch_in_equal_disjoint_parts() {
+    let shard = |index| {
+        BatchLoader::new(
+            synthetic(11),
+            LoaderConfig {
+                shard: Shard { index, count: 3 },
+                ..LoaderConfig::train(2, 5)
+            },
+        )
+        .unwrap()
+    };
+    let whole = BatchLoader::new(synthetic(11), LoaderConfig::train(2, 5)).unwrap();
+    for epoch in 0..2 {
+        let parts: Vec<Vec<usize>> = (0..3).map(|i| shard(i).order(epoch)).collect();
+        // 11 samples over 3 ranks: 3 each, the 2 left over dropped.
+        assert!(parts.iter().all(|p| p.len() == 3), "{parts:?}");
+        let seen: HashSet<usize> = parts.iter().flatten().copied().collect();
+        assert_eq!(seen.len(), 9, "disjoint: {parts:?}");
+        // Round-robin over the same shuffled order every rank computes.
+        let order = whole.order(epoch);
+        assert_eq!(parts[1], [order[1], order[4], order[7]]);
+        assert_eq!(shard(2).len(), 1, "one full batch of 2 from 3 samples");
+    }
+    let bad = BatchLoader::new(
+        synthetic(11),
+        LoaderConfig {
+            shard: Shard { index: 3, count: 3 },
+            ..LoaderConfig::train(2, 5)
+        },
+    );
+    assert!(bad.is_err(), "shard 3 of 3 does not exist");
 }

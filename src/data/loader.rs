@@ -26,6 +26,34 @@ pub struct LoaderConfig {
     /// Batches decoded ahead of the consumer (at least 1).
     pub prefetch: usize,
     pub seed: u64,
+    /// The part of each epoch this loader yields (data-parallel ranks each take one).
+    pub shard: Shard,
+}
+
+/// One of `count` equal, disjoint parts of every epoch, as PyTorch's `DistributedSampler`: the
+/// epoch's order (the same on every rank) is dealt out round-robin and the `len % count` samples
+/// left over are dropped, so every rank has as many batches as the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole epoch.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// This shard's positions of an epoch's `order`.
+    fn take(&self, order: &[usize]) -> Vec<usize> {
+        let per_shard = order.len() / self.count;
+        order
+            .iter()
+            .skip(self.index)
+            .step_by(self.count)
+            .take(per_shard)
+            .copied()
+            .collect()
+    }
 }
 
 impl LoaderConfig {
@@ -37,6 +65,7 @@ impl LoaderConfig {
             drop_last: true,
             prefetch: 2,
             seed,
+            shard: Shard::WHOLE,
         }
     }
 
@@ -48,6 +77,7 @@ impl LoaderConfig {
             drop_last: false,
             prefetch: 2,
             seed: 0,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -135,12 +165,22 @@ impl<D: Dataset + 'static> BatchLoader<D> {
         if dataset.is_empty() {
             return Err(Error::invalid("BatchLoader", "empty data set"));
         }
-        if config.drop_last && dataset.len() < config.batch_size {
+        let Shard { index, count } = config.shard;
+        if count == 0 || index >= count || dataset.len() < count {
             return Err(Error::invalid(
                 "BatchLoader",
                 format!(
-                    "{} samples make no full batch of {} (drop_last)",
-                    dataset.len(),
+                    "shard {index} of {count} of {} samples is not a shard",
+                    dataset.len()
+                ),
+            ));
+        }
+        let per_shard = dataset.len() / count;
+        if config.drop_last && per_shard < config.batch_size {
+            return Err(Error::invalid(
+                "BatchLoader",
+                format!(
+                    "{per_shard} samples make no full batch of {} (drop_last)",
                     config.batch_size
                 ),
             ));
@@ -160,7 +200,8 @@ impl<D: Dataset + 'static> BatchLoader<D> {
 
     /// Batches per epoch.
     pub fn len(&self) -> usize {
-        let (n, b) = (self.dataset.len(), self.config.batch_size);
+        let n = self.dataset.len() / self.config.shard.count;
+        let b = self.config.batch_size;
         if self.config.drop_last {
             n / b
         } else {
@@ -173,9 +214,14 @@ impl<D: Dataset + 'static> BatchLoader<D> {
         self.len() == 0
     }
 
-    /// The order of the samples in `epoch`: `0..len`, or a permutation of it seeded by the
-    /// loader's seed and `epoch`.
+    /// The samples of `epoch` in the order they come: `0..len`, or a permutation of it seeded by
+    /// the loader's seed and `epoch`, then the loader's shard of that.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
+        self.config.shard.take(&self.full_order(epoch))
+    }
+
+    /// The order of the whole data set in `epoch`, before sharding.
+    fn full_order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.config.shuffle {
             let seed = self.config.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -27,7 +27,7 @@ pub use decode::{load_image, Channels, Pixels};
 pub use hdf5::{Hdf5Segmentation, Hdf5SegmentationConfig, ImageLayout};
 pub use image_folder::{ImageMaskFolder, ImageMaskFolderConfig};
 pub use isbi::{Isbi2012, Isbi2012Config, IsbiForeground};
-pub use loader::{Batch, BatchLoader, Batches, LoaderConfig};
+pub use loader::{Batch, BatchLoader, Batches, LoaderConfig, Shard};
 pub use mnist::{read_idx, Idx, Mnist};
 pub use oxford_pet::{OxfordPet, OxfordPetConfig, PetSplit, TrimapBorder};
 pub use split::{split, Subset};

@@ -34,6 +34,9 @@ pub struct Executor<B: Backend> {
     grad_written: Vec<bool>,
     /// Whether each node depends on something that takes a gradient.
     needs_grad: Vec<bool>,
+    /// For each node, the trainable tensors whose gradient is final once backward has passed
+    /// it (the node is their earliest consumer).
+    final_after: Vec<Vec<TensorId>>,
     plans: HashMap<Vec<Shape>, Plan<B>>,
     current: Option<Vec<Shape>>,
     mode: Mode,
@@ -57,6 +60,7 @@ impl<B: Backend> Executor<B> {
             tensor_grads.push(None);
         }
         let needs_grad = needs_grad(&graph);
+        let final_after = final_after(&graph);
         Ok(Executor {
             backend,
             grad_written: vec![false; graph.tensors.len()],
@@ -64,6 +68,7 @@ impl<B: Backend> Executor<B> {
             tensors,
             tensor_grads,
             needs_grad,
+            final_after,
             plans: HashMap::new(),
             current: None,
             mode: Mode::Eval,
@@ -177,11 +182,39 @@ impl<B: Backend> Executor<B> {
                 &[&shape],
             ));
         }
-        self.backward_with(loss, &HostTensor::full(shape, 1.0))
+        self.run_backward(loss, &HostTensor::full(shape, 1.0), None)
+    }
+
+    /// As [`Executor::backward`], telling `hook` about each trainable tensor's gradient as soon
+    /// as backward will not change it again, while the rest of backward is still to be enqueued
+    /// (data-parallel training starts communicating these gradients early).
+    pub fn backward_notifying(
+        &mut self,
+        loss: NodeId,
+        hook: &mut dyn GradientReady<B>,
+    ) -> Result<()> {
+        let shape = self.graph.shape(loss)?.clone();
+        if shape.numel() != 1 {
+            return Err(Error::shape(
+                "backward",
+                "the loss must be a scalar",
+                &[&shape],
+            ));
+        }
+        self.run_backward(loss, &HostTensor::full(shape, 1.0), Some(hook))
     }
 
     /// Back-propagates from `node` with the given output gradient.
     pub fn backward_with(&mut self, node: NodeId, grad: &HostTensor) -> Result<()> {
+        self.run_backward(node, grad, None)
+    }
+
+    fn run_backward(
+        &mut self,
+        node: NodeId,
+        grad: &HostTensor,
+        mut hook: Option<&mut dyn GradientReady<B>>,
+    ) -> Result<()> {
         self.graph.check_node(node)?;
         let plan = self.current_plan_mut()?;
         if !plan.computed[node.index] {
@@ -329,8 +362,37 @@ impl<B: Backend> Executor<B> {
             }
             result?;
             accumulate_error?;
+            if let Some(hook) = hook.as_deref_mut() {
+                for &t in &self.final_after[index] {
+                    if self.grad_written[t.0] {
+                        hook.ready(&self.backend, t, &mut self.tensor_grads)?;
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The trainable tensors in the order backward finishes their gradients (see
+    /// [`Executor::backward_notifying`]).
+    pub fn gradient_order(&self) -> Vec<TensorId> {
+        self.final_after.iter().rev().flatten().copied().collect()
+    }
+
+    /// The gradient buffers of the named tensors, by tensor index (`None` where backward never
+    /// wrote one), with the backend.
+    pub fn gradients_mut(&mut self) -> (&B, &mut [Option<B::Buffer>]) {
+        (&self.backend, &mut self.tensor_grads)
+    }
+
+    /// Every named tensor's buffer (parameters and state), by tensor index, with the backend.
+    pub fn tensor_buffers_mut(&mut self) -> (&B, Vec<&mut B::Buffer>) {
+        let buffers = self
+            .tensors
+            .iter_mut()
+            .map(|t| t.as_mut().expect("tensors are present"))
+            .collect();
+        (&self.backend, buffers)
     }
 
     /// The value of `node` from the last forward.
@@ -520,6 +582,19 @@ impl<B: Backend> Executor<B> {
     }
 }
 
+/// Told when the gradient of a trainable tensor is final during
+/// [`Executor::backward_notifying`].
+pub trait GradientReady<B: Backend> {
+    /// The gradient of `tensor` is final; `grads` holds every tensor's gradient buffer by tensor
+    /// index (`None` where none was ever computed).
+    fn ready(
+        &mut self,
+        backend: &B,
+        tensor: TensorId,
+        grads: &mut [Option<B::Buffer>],
+    ) -> Result<()>;
+}
+
 #[derive(Clone, Copy)]
 enum GradTarget {
     /// Written straight into the node's gradient buffer (its first contribution).
@@ -542,6 +617,28 @@ fn needs_grad<B: Backend>(graph: &Graph<B>) -> Vec<bool> {
         };
     }
     needs
+}
+
+/// For each node, the trainable tensors it is the earliest consumer of: once backward has
+/// passed that node, nothing adds to their gradients any more.
+fn final_after<B: Backend>(graph: &Graph<B>) -> Vec<Vec<TensorId>> {
+    let mut first_use: Vec<Option<usize>> = vec![None; graph.tensors.len()];
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if let NodeKind::Op { inputs, .. } = &node.kind {
+            for input in inputs {
+                if let NodeKind::Param(t) = graph.nodes[input.index].kind {
+                    first_use[t.0].get_or_insert(index);
+                }
+            }
+        }
+    }
+    let mut after = vec![Vec::new(); graph.nodes.len()];
+    for (t, first) in first_use.into_iter().enumerate() {
+        if let Some(node) = first.filter(|_| graph.tensors[t].trainable) {
+            after[node].push(TensorId(t));
+        }
+    }
+    after
 }
 
 fn node_value<'a, B: Backend>(

@@ -12,7 +12,7 @@ pub mod ops;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use executor::Executor;
+pub use executor::{Executor, GradientReady};
 pub use init::Init;
 pub use op::{BackwardCtx, ForwardCtx, Mode, Op};
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::Backend;
-use crate::data::{BatchLoader, Dataset, LoaderConfig};
+use crate::data::{BatchLoader, Dataset, LoaderConfig, Shard};
+use crate::dist::{Collective, DataParallel, DEFAULT_BUCKET_BYTES};
 use crate::error::{Error, Result};
 use crate::graph::{Executor, Graph, Mode, NodeId};
 #[cfg(feature = "hdf5")]
@@ -27,6 +28,16 @@ pub struct Evaluation {
     pub matrix: ConfusionMatrix,
 }
 
+impl Evaluation {
+    /// The record of a validation this rank left to rank 0: no loss, no pixels.
+    fn not_run(classes: usize) -> Self {
+        Evaluation {
+            loss: f32::NAN,
+            matrix: ConfusionMatrix::new(classes),
+        }
+    }
+}
+
 /// A segmentation model with its loss, metrics and optimiser, ready to train on backend `B`.
 pub struct Trainer<B: Backend> {
     exec: Executor<B>,
@@ -39,6 +50,8 @@ pub struct Trainer<B: Backend> {
     history: History,
     /// Optimiser steps taken (for checkpoints).
     steps: u64,
+    /// This trainer's rank of a data-parallel run, if it is one.
+    parallel: Option<DataParallel<B>>,
 }
 
 impl<B: Backend> Trainer<B> {
@@ -67,7 +80,30 @@ impl<B: Backend> Trainer<B> {
             config,
             history: History::default(),
             steps: 0,
+            parallel: None,
         })
+    }
+
+    /// Makes this trainer one rank of a data-parallel run over `collective`: it takes rank 0's
+    /// weights now, trains on its shard of each epoch (the batch size is per rank), and averages
+    /// the gradients over the ranks in every step, so the weights stay identical everywhere.
+    /// Batch-norm statistics are per rank; rank 0's are the ones validated and saved. Only rank 0
+    /// validates and writes the log, plot and checkpoints; the others record no validation.
+    /// Call it after loading weights or resuming on rank 0 (every rank may load them too).
+    pub fn distribute(&mut self, collective: Box<dyn Collective<B>>) -> Result<()> {
+        self.parallel = Some(DataParallel::new(
+            collective,
+            &mut self.exec,
+            DEFAULT_BUCKET_BYTES,
+        )?);
+        Ok(())
+    }
+
+    /// `(rank, world size)`: `(0, 1)` unless [`Trainer::distribute`] made this one rank of many.
+    pub fn rank(&self) -> (usize, usize) {
+        self.parallel
+            .as_ref()
+            .map_or((0, 1), |p| (p.rank(), p.world_size()))
     }
 
     /// The executor (weights, backend).
@@ -139,9 +175,16 @@ impl<B: Backend> Trainer<B> {
                 ),
             ));
         }
+        let (rank, ranks) = self.rank();
         let loader = BatchLoader::new(
             train,
-            LoaderConfig::train(self.config.batch_size, self.config.seed),
+            LoaderConfig {
+                shard: Shard {
+                    index: rank,
+                    count: ranks,
+                },
+                ..LoaderConfig::train(self.config.batch_size, self.config.seed)
+            },
         )?;
         let validation = BatchLoader::new(validation, LoaderConfig::eval(self.config.batch_size))?;
         let first = self.history.records.len();
@@ -151,7 +194,11 @@ impl<B: Backend> Trainer<B> {
             let start = Instant::now();
             let (train_loss, images) = self.train_epoch(&loader, epoch)?;
             let train_seconds = start.elapsed().as_secs_f32();
-            let eval = self.evaluate_loader(&validation)?;
+            let eval = if rank == 0 {
+                self.evaluate_loader(&validation)?
+            } else {
+                Evaluation::not_run(self.config.model.classes)
+            };
             let pooled = eval.matrix.pooled();
             let per_image = eval.matrix.mean_per_image();
             let record = EpochRecord {
@@ -164,14 +211,16 @@ impl<B: Backend> Trainer<B> {
                 val_pixel_accuracy: pooled.pixel_accuracy.unwrap_or(0.0) as f32,
                 val_miou_per_image: per_image.mean_iou.unwrap_or(0.0) as f32,
                 seconds: start.elapsed().as_secs_f32(),
-                images_per_second: images as f32 / train_seconds.max(1e-9),
+                images_per_second: (images * ranks) as f32 / train_seconds.max(1e-9),
             };
             let improved = self
                 .history
                 .best()
                 .is_none_or(|best| record.val_miou > best.val_miou);
             self.history.records.push(record);
-            self.write_outputs(improved)?;
+            if rank == 0 {
+                self.write_outputs(improved)?;
+            }
             on_epoch(&record);
         }
         Ok(&self.history)
@@ -194,7 +243,10 @@ impl<B: Backend> Trainer<B> {
                 ],
                 Mode::Train,
             )?;
-            self.exec.backward(self.loss)?;
+            match &mut self.parallel {
+                Some(parallel) => parallel.backward(&mut self.exec, self.loss)?,
+                None => self.exec.backward(self.loss)?,
+            }
             self.optimizer.step(&mut self.exec)?;
             self.steps += 1;
             let loss = self.exec.value(self.loss)?.data()[0];

@@ -22,6 +22,7 @@ mod kernels;
 mod layout;
 mod loss;
 mod matmul;
+mod nccl;
 mod norm;
 mod optim;
 mod pool;
@@ -41,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::tensor::TensorDesc;
 
 use kernels::{Kernels, Module};
+pub use nccl::NcclCollective;
 
 /// The CUDA devices of this machine, by name; a typed error when the driver or a library magnet
 /// needs (NVRTC, cuBLAS, cuDNN) is missing, or when there is no device.

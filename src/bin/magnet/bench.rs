@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use magnet::bench::{self, BenchConfig, BenchRecord, Part, Precision, PrecisionControl};
+use magnet::dist::{Collective, DistEnv};
 use magnet::{Error, Result};
 
 use crate::backend::{with_backend, BackendChoice};
@@ -40,6 +41,10 @@ pub struct BenchArgs {
     /// Also write the measurements to this CSV file.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Time data-parallel training on this many GPUs of this machine (one process each, NCCL;
+    /// the batch sizes are per GPU). Rank 0 prints and writes.
+    #[arg(long, default_value_t = 1)]
+    pub gpus: usize,
 }
 
 impl BenchArgs {
@@ -79,11 +84,52 @@ impl BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let cfg = args.config()?;
-    with_backend!(args.backend, |backend| bench_on(&backend, &args, &cfg))
+    let dist = DistEnv::from_env()?;
+    if dist.is_none() && args.gpus > 1 {
+        let forwarded: Vec<String> = std::env::args().skip(1).collect();
+        return magnet::dist::launch::run_workers(args.gpus, &forwarded);
+    }
+    if let Some(env) = dist {
+        return bench_distributed(&args, &cfg, &env);
+    }
+    with_backend!(args.backend, |backend| bench_on(
+        &backend, &args, &cfg, None
+    ))
 }
 
-fn bench_on<B: PrecisionControl>(backend: &B, args: &BenchArgs, cfg: &BenchConfig) -> Result<()> {
-    if !args.json {
+/// One rank of a data-parallel benchmark on the GPU `LOCAL_RANK`.
+#[cfg(feature = "cuda")]
+fn bench_distributed(args: &BenchArgs, cfg: &BenchConfig, env: &DistEnv) -> Result<()> {
+    use magnet::backend::{CudaBackend, NcclCollective};
+    if args.backend != BackendChoice::Cuda {
+        return Err(Error::invalid(
+            "bench",
+            "data-parallel timing (--gpus or WORLD_SIZE) runs on --backend cuda",
+        ));
+    }
+    let backend = CudaBackend::new(env.local_rank)?;
+    let timeout = magnet::dist::rendezvous::timeout_from_env()?;
+    let collective = NcclCollective::from_env(&backend, env, timeout)?;
+    bench_on(&backend, args, cfg, Some(Box::new(collective)))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn bench_distributed(_: &BenchArgs, _: &BenchConfig, _: &DistEnv) -> Result<()> {
+    Err(Error::Backend {
+        backend: "cuda",
+        reason: "data-parallel timing needs CUDA and NCCL; rebuild with --features cuda".into(),
+    })
+}
+
+fn bench_on<B: PrecisionControl>(
+    backend: &B,
+    args: &BenchArgs,
+    cfg: &BenchConfig,
+    collective: Option<Box<dyn Collective<B>>>,
+) -> Result<()> {
+    // In a data-parallel run only rank 0 reports.
+    let quiet = collective.as_ref().is_some_and(|c| c.rank() != 0);
+    if !args.json && !quiet {
         println!(
             "U-Net base {}, {}×{}×{} → {} classes, {:.1} M parameters, {:.1} GFLOP forward per image",
             cfg.base_channels,
@@ -104,7 +150,10 @@ fn bench_on<B: PrecisionControl>(backend: &B, args: &BenchArgs, cfg: &BenchConfi
         println!("{}", bench::table_header());
     }
     let json = args.json;
-    let records = bench::run(backend, cfg, |r: &BenchRecord| {
+    let print = |r: &BenchRecord| {
+        if quiet {
+            return;
+        }
         if json {
             println!("{}", r.json_line());
         } else {
@@ -112,8 +161,12 @@ fn bench_on<B: PrecisionControl>(backend: &B, args: &BenchArgs, cfg: &BenchConfi
         }
         // Rows appear as they are measured, even through a pipe.
         let _ = std::io::stdout().flush();
-    })?;
-    if let Some(path) = &args.output {
+    };
+    let records = match collective {
+        Some(c) => bench::run_data_parallel(backend, cfg, c, print)?,
+        None => bench::run(backend, cfg, print)?,
+    };
+    if let Some(path) = args.output.as_ref().filter(|_| !quiet) {
         let mut text = format!("{}\n", bench::CSV_HEADER);
         for r in &records {
             text.push_str(&r.csv_line());

@@ -9,6 +9,8 @@ use magnet::optim::LrSchedule;
 use magnet::train::{LossKind, OptimizerKind, TrainConfig, Trainer};
 use magnet::Result;
 
+use magnet::dist::DistEnv;
+
 use crate::backend::{with_backend, BackendChoice};
 use crate::datasets::{DataArgs, Opened};
 
@@ -62,6 +64,11 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint (weights, optimiser state, epoch).
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Data-parallel training on this many GPUs of this machine (one process each, NCCL;
+    /// `--batch` is per GPU). Across machines, start one process per GPU with torchrun's
+    /// variables instead (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+    #[arg(long, default_value_t = 1)]
+    pub gpus: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -164,8 +171,18 @@ impl TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let dist = DistEnv::from_env()?;
+    if dist.is_none() && args.gpus > 1 {
+        // This process only starts and watches the workers, which see the variables and train.
+        let forwarded: Vec<String> = std::env::args().skip(1).collect();
+        return magnet::dist::launch::run_workers(args.gpus, &forwarded);
+    }
     let opened = args.data.open(args.val_fraction, args.seed, args.augment)?;
-    let config = args.config(&opened);
+    let mut config = args.config(&opened);
+    if let Some(env) = dist {
+        config.progress = env.rank == 0;
+        return train_distributed(&args, config, opened, &env);
+    }
     println!(
         "{} ({} classes, {} channels): {} training / {} validation images at {}×{}",
         args.data.data,
@@ -181,13 +198,47 @@ pub fn run(args: TrainArgs) -> Result<()> {
     ))
 }
 
-fn train_on<B: Backend>(
-    backend: B,
+/// One rank of a data-parallel run on the GPU `LOCAL_RANK`.
+#[cfg(feature = "cuda")]
+fn train_distributed(
     args: &TrainArgs,
     config: TrainConfig,
     opened: Opened,
+    env: &DistEnv,
 ) -> Result<()> {
-    let device = backend.device_name();
+    use magnet::backend::{CudaBackend, NcclCollective};
+    if args.backend != BackendChoice::Cuda {
+        return Err(magnet::Error::invalid(
+            "train",
+            "data-parallel training (--gpus or WORLD_SIZE) runs on --backend cuda",
+        ));
+    }
+    let backend = CudaBackend::new(env.local_rank)?;
+    let timeout = magnet::dist::rendezvous::timeout_from_env()?;
+    let collective = NcclCollective::from_env(&backend, env, timeout)?;
+    if env.rank == 0 {
+        println!(
+            "data parallel: {} ranks, batch {} per rank ({} in all)",
+            env.world_size,
+            config.batch_size,
+            config.batch_size * env.world_size
+        );
+    }
+    let mut trainer = prepare(backend, args, config)?;
+    trainer.distribute(Box::new(collective))?;
+    fit(trainer, args, opened)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn train_distributed(_: &TrainArgs, _: TrainConfig, _: Opened, _: &DistEnv) -> Result<()> {
+    Err(magnet::Error::Backend {
+        backend: "cuda",
+        reason: "data-parallel training needs CUDA and NCCL; rebuild with --features cuda".into(),
+    })
+}
+
+/// The trainer with the weights or the run to continue loaded.
+fn prepare<B: Backend>(backend: B, args: &TrainArgs, config: TrainConfig) -> Result<Trainer<B>> {
     let size = args.data.size;
     let mut trainer = Trainer::new(backend, config, size, size)?;
     if let Some(path) = &args.weights {
@@ -196,9 +247,26 @@ fn train_on<B: Backend>(
     if let Some(path) = &args.resume {
         resume(&mut trainer, path)?;
     }
+    Ok(trainer)
+}
+
+fn train_on<B: Backend>(
+    backend: B,
+    args: &TrainArgs,
+    config: TrainConfig,
+    opened: Opened,
+) -> Result<()> {
+    fit(prepare(backend, args, config)?, args, opened)
+}
+
+/// Trains, printing each epoch (rank 0 only in a data-parallel run).
+fn fit<B: Backend>(mut trainer: Trainer<B>, args: &TrainArgs, opened: Opened) -> Result<()> {
+    let device = trainer.executor().backend().device_name();
+    let quiet = trainer.rank().0 != 0;
     let params = trainer.executor().graph().num_trainable();
     let c = trainer.config();
-    println!(
+    if !quiet {
+        println!(
         "{} with {params} parameters on {device}; {} lr {} ({:?}), loss {}, batch {}, {} epochs",
         c.arch.name(),
         c.optimizer.name(),
@@ -208,8 +276,12 @@ fn train_on<B: Backend>(
         c.batch_size,
         c.epochs
     );
-    println!("epoch  train loss  val loss  mIoU   Dice   pixel acc  mIoU/image  img/s");
+        println!("epoch  train loss  val loss  mIoU   Dice   pixel acc  mIoU/image  img/s");
+    }
     let history = trainer.fit(opened.train, opened.validation, |r| {
+        if quiet {
+            return;
+        }
         println!(
             "{:5}  {:10.4}  {:8.4}  {:.3}  {:.3}  {:9.3}  {:10.3}  {:5.1}",
             r.epoch,
@@ -222,7 +294,7 @@ fn train_on<B: Backend>(
             r.images_per_second
         )
     })?;
-    if let Some(best) = history.best() {
+    if let Some(best) = history.best().filter(|_| !quiet) {
         println!(
             "best validation mIoU {:.3} (epoch {}); checkpoints, log.csv and curves.png in {}",
             best.val_miou,
