@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use crate::backend::{Backend, CpuBackend};
-use crate::dist::{Collective, DataParallel, DEFAULT_BUCKET_BYTES};
+use crate::dist::{Collective, DataParallel, ParallelConfig};
 use crate::error::{Error, Result};
 use crate::graph::{Executor, Graph, Mode, NodeId};
 use crate::loss::{self, CrossEntropyConfig};
@@ -493,7 +493,7 @@ fn run_with<B: PrecisionControl>(
                     runner.parallel = Some(DataParallel::new(
                         c,
                         &mut runner.exec,
-                        DEFAULT_BUCKET_BYTES,
+                        ParallelConfig::default(),
                     )?);
                 }
                 Ok(runner)

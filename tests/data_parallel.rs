@@ -15,10 +15,11 @@ use common::{assert_close, Tol};
 use magnet::backend::Memory;
 use magnet::data::{Batch, Dataset, Synthetic, SyntheticConfig};
 use magnet::dist::{
-    rendezvous, Collective, DataParallel, DistEnv, HostCollective, Reduction, DEFAULT_BUCKET_BYTES,
+    rendezvous, Collective, DataParallel, DistEnv, HostCollective, ParallelConfig, Reduction,
 };
 use magnet::layers::{self, ConvConfig};
 use magnet::loss::{self, CrossEntropyConfig};
+use magnet::models::{UNet, UNetConfig, Upsampling};
 use magnet::optim::{Optimizer, Sgd, SgdConfig};
 use magnet::{Backend, Executor, Graph, Mode, NodeId};
 
@@ -34,6 +35,27 @@ struct Net<B: Backend> {
     image: NodeId,
     labels: NodeId,
     loss: NodeId,
+}
+
+/// A base-4 U-Net: batch norm after every convolution.
+fn unet<B: Backend>(backend: B, batch: usize, seed: u64) -> Net<B> {
+    let mut g = Graph::<B>::new();
+    let cfg = UNetConfig {
+        in_channels: 3,
+        classes: 3,
+        base_channels: 4,
+        upsampling: Upsampling::Transposed,
+    };
+    let net = UNet::build(&mut g, cfg, batch, SIZE, SIZE).unwrap();
+    let labels = g.input("labels", [batch, SIZE, SIZE]).unwrap();
+    let loss =
+        loss::cross_entropy(&mut g, net.logits, labels, &CrossEntropyConfig::default()).unwrap();
+    Net {
+        exec: Executor::new(backend, g, seed).unwrap(),
+        image: net.image,
+        labels,
+        loss,
+    }
 }
 
 fn net<B: Backend>(backend: B, batch: usize, seed: u64) -> Net<B> {
@@ -73,8 +95,21 @@ fn batches() -> Vec<Vec<magnet::data::Sample>> {
         .collect()
 }
 
-/// Every trainable tensor, concatenated.
+/// Every named tensor (parameters and batch-norm running statistics), concatenated.
 fn weights<B: Backend>(exec: &Executor<B>) -> Vec<f32> {
+    let graph = exec.graph();
+    graph
+        .tensors()
+        .iter()
+        .flat_map(|spec| {
+            let id = graph.tensor_id(&spec.name).unwrap();
+            exec.tensor(id).unwrap().data().to_vec()
+        })
+        .collect()
+}
+
+/// Every trainable tensor, concatenated.
+fn trainable_weights<B: Backend>(exec: &Executor<B>) -> Vec<f32> {
     exec.graph()
         .trainable_ids()
         .into_iter()
@@ -94,15 +129,16 @@ fn train<B: Backend>(
     let mut losses = Vec::new();
     for step in samples {
         let batch = Batch::from_samples(&step[range.clone()], range.clone().collect()).unwrap();
-        net.exec
-            .forward(
-                &[(net.image, &batch.images), (net.labels, &batch.labels)],
-                Mode::Train,
-            )
-            .unwrap();
+        let feeds = [(net.image, &batch.images), (net.labels, &batch.labels)];
         match parallel.as_deref_mut() {
-            Some(p) => p.backward(&mut net.exec, net.loss).unwrap(),
-            None => net.exec.backward(net.loss).unwrap(),
+            Some(p) => {
+                p.forward(&mut net.exec, &feeds, Mode::Train).unwrap();
+                p.backward(&mut net.exec, net.loss).unwrap();
+            }
+            None => {
+                net.exec.forward(&feeds, Mode::Train).unwrap();
+                net.exec.backward(net.loss).unwrap();
+            }
         }
         sgd.step(&mut net.exec).unwrap();
         losses.push(net.exec.value(net.loss).unwrap().data()[0]);
@@ -112,17 +148,19 @@ fn train<B: Backend>(
 
 type MakeCollective<B> = Box<dyn FnOnce(&B) -> Box<dyn Collective<B>> + Send>;
 
-/// Trains on `RANKS` threads, rank `r` on backend `open(r)` with its own seed (so only the
-/// broadcast can make the weights agree), and checks the ranks against one process that trains
-/// on `reference` with the combined batch.
+/// Trains `build`'s network on `RANKS` threads, rank `r` on backend `open(r)` with its own seed
+/// (so only the broadcast can make the weights agree), and checks the ranks against one process
+/// that trains on `reference` with the combined batch.
 fn check_against_combined_batch<B: Backend>(
+    build: fn(B, usize, u64) -> Net<B>,
+    config: ParallelConfig,
     open: impl Fn(usize) -> B + Sync,
     collectives: Vec<MakeCollective<B>>,
     reference: B,
 ) {
     let samples = batches();
     let (want_losses, want_weights) = train(
-        &mut net(reference, RANKS * PER_RANK, 7),
+        &mut build(reference, RANKS * PER_RANK, 7),
         None,
         &samples,
         0..RANKS * PER_RANK,
@@ -136,9 +174,9 @@ fn check_against_combined_batch<B: Backend>(
                 scope.spawn(move || {
                     let backend = open(rank);
                     let collective = make(&backend);
-                    let mut net = net(backend, PER_RANK, 7 + rank as u64);
+                    let mut net = build(backend, PER_RANK, 7 + rank as u64);
                     let mut parallel =
-                        DataParallel::new(collective, &mut net.exec, DEFAULT_BUCKET_BYTES).unwrap();
+                        DataParallel::new(collective, &mut net.exec, config).unwrap();
                     let range = rank * PER_RANK..(rank + 1) * PER_RANK;
                     train(&mut net, Some(&mut parallel), samples, range)
                 })
@@ -147,9 +185,9 @@ fn check_against_combined_batch<B: Backend>(
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (rank, (_, w)) in results.iter().enumerate().skip(1) {
-        assert_eq!(
-            w, &results[0].1,
-            "rank {rank}'s weights differ from rank 0's: the averaged gradients must be identical"
+        assert!(
+            w == &results[0].1,
+            "rank {rank}'s tensors differ from rank 0's: the averaged gradients must be identical"
         );
     }
     // Each rank's loss is the mean over its images; their mean is the combined batch's.
@@ -173,15 +211,37 @@ fn check_against_combined_batch<B: Backend>(
     );
 }
 
+fn host_group<B: Backend>() -> Vec<MakeCollective<B>> {
+    HostCollective::group(RANKS)
+        .unwrap()
+        .into_iter()
+        .map(|c| -> MakeCollective<B> { Box::new(move |_| Box::new(c)) })
+        .collect()
+}
+
 #[test]
 fn host_ranks_match_one_process_with_the_combined_batch() {
     for_each_backend!(|b| {
-        let collectives: Vec<MakeCollective<_>> = HostCollective::group(RANKS)
-            .unwrap()
-            .into_iter()
-            .map(|c| -> MakeCollective<_> { Box::new(move |_| Box::new(c)) })
-            .collect();
-        check_against_combined_batch(|_| b.clone(), collectives, b.clone());
+        check_against_combined_batch(
+            net,
+            ParallelConfig::default(),
+            |_| b.clone(),
+            host_group(),
+            b.clone(),
+        );
+    });
+}
+
+/// With synchronised batch norm a U-Net trained on two ranks normalises with the combined
+/// batch's statistics, so it matches the single process too (per-rank batch norm would not).
+#[test]
+fn synchronised_batch_norm_matches_the_combined_batch() {
+    let config = ParallelConfig {
+        sync_batch_norm: true,
+        ..ParallelConfig::default()
+    };
+    for_each_backend!(|b| {
+        check_against_combined_batch(unet, config, |_| b.clone(), host_group(), b.clone());
     });
 }
 
@@ -218,8 +278,12 @@ fn buckets_go_out_in_the_order_backward_finishes_them() {
     let mut net = net(magnet::CpuBackend::new(), PER_RANK, 1);
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     // Buckets of one byte hold one tensor each, so the order is visible.
+    let config = ParallelConfig {
+        bucket_bytes: 1,
+        ..ParallelConfig::default()
+    };
     let mut parallel =
-        DataParallel::new(Box::new(Recording(calls.clone())), &mut net.exec, 1).unwrap();
+        DataParallel::new(Box::new(Recording(calls.clone())), &mut net.exec, config).unwrap();
     let specs = net.exec.graph().tensors().to_vec();
     let names: Vec<Vec<&str>> = parallel
         .buckets()
@@ -439,17 +503,20 @@ fn trainer_ranks_stay_in_lockstep_and_only_rank_0_writes() {
                     };
                     let mut trainer =
                         Trainer::new(magnet::CpuBackend::new(), config, 16, 16).unwrap();
-                    trainer.distribute(Box::new(collective)).unwrap();
+                    trainer
+                        .distribute(Box::new(collective), ParallelConfig::default())
+                        .unwrap();
                     assert_eq!(trainer.rank(), (rank, RANKS));
                     let history = trainer.fit(data(1), data(2), |_| {}).unwrap();
                     let val_loss = history.records[0].val_loss;
-                    (weights(trainer.executor()), val_loss)
+                    (trainable_weights(trainer.executor()), val_loss)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(results[0].0, results[1].0, "the ranks' weights diverged");
+    // Batch-norm running statistics are each rank's own; the trained weights are shared.
+    assert!(results[0].0 == results[1].0, "the ranks' weights diverged");
     assert!(results[0].1.is_finite(), "rank 0 validates");
     assert!(results[1].1.is_nan(), "rank 1 leaves validation to rank 0");
     for file in ["log.csv", "curves.png", "last.h5", "best.h5"] {
@@ -543,6 +610,8 @@ mod nccl {
             })
             .collect();
         check_against_combined_batch(
+            net,
+            ParallelConfig::default(),
             |rank| {
                 CudaBackend::new(rank).unwrap_or_else(|e| {
                     panic!("{GPUS_VAR}={wanted} but GPU {rank} cannot be opened: {e}")

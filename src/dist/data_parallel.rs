@@ -3,10 +3,31 @@
 use crate::backend::Backend;
 use crate::dist::{Collective, Reduction};
 use crate::error::Result;
-use crate::graph::{Executor, GradientReady, NodeId, TensorId};
+use crate::graph::{Executor, GradientReady, Mode, NodeId, TensorId};
+use crate::tensor::HostTensor;
 
 /// Bucket size when none is given: PyTorch DistributedDataParallel's 25 MiB.
 pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
+
+/// How a [`DataParallel`] run communicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParallelConfig {
+    /// Gradients are all-reduced in buckets of about this many bytes.
+    pub bucket_bytes: usize,
+    /// Batch norm in training normalises with the statistics of the combined batch of all ranks
+    /// (PyTorch's `SyncBatchNorm`) instead of each rank's own: two small all-reduces per layer
+    /// forward and one backward, each waited for. Every rank's batch must have the same size.
+    pub sync_batch_norm: bool,
+}
+
+impl Default for ParallelConfig {
+    fn default() -> Self {
+        ParallelConfig {
+            bucket_bytes: DEFAULT_BUCKET_BYTES,
+            sync_batch_norm: false,
+        }
+    }
+}
 
 /// Data-parallel training on one rank: every rank runs the same graph on its own shard of the
 /// data; after each backward the gradients are the mean over the ranks, so the optimiser steps
@@ -17,6 +38,7 @@ pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 /// final, while the backend goes on with the rest of backward.
 pub struct DataParallel<B: Backend> {
     collective: Box<dyn Collective<B>>,
+    sync_batch_norm: bool,
     buckets: Vec<Vec<TensorId>>,
     /// The bucket of each tensor, by tensor index (`None`: not trainable).
     bucket_of: Vec<Option<usize>>,
@@ -27,13 +49,14 @@ pub struct DataParallel<B: Backend> {
 
 impl<B: Backend> DataParallel<B> {
     /// Joins `exec` to the run of `collective`: broadcasts rank 0's parameters and state
-    /// (batch-norm statistics) so every rank starts from the same weights, and plans buckets of
-    /// about `bucket_bytes`.
+    /// (batch-norm statistics) so every rank starts from the same weights, and plans the
+    /// buckets.
     pub fn new(
         mut collective: Box<dyn Collective<B>>,
         exec: &mut Executor<B>,
-        bucket_bytes: usize,
+        config: ParallelConfig,
     ) -> Result<Self> {
+        let bucket_bytes = config.bucket_bytes;
         let (backend, mut tensors) = exec.tensor_buffers_mut();
         collective.broadcast(backend, 0, &mut tensors)?;
         collective.wait(backend)?;
@@ -53,6 +76,7 @@ impl<B: Backend> DataParallel<B> {
         }
         Ok(DataParallel {
             collective,
+            sync_batch_norm: config.sync_batch_norm,
             pending: vec![0; buckets.len()],
             launched: vec![false; buckets.len()],
             buckets,
@@ -78,6 +102,18 @@ impl<B: Backend> DataParallel<B> {
     /// The tensors of each bucket, in the order they are all-reduced.
     pub fn buckets(&self) -> &[Vec<TensorId>] {
         &self.buckets
+    }
+
+    /// Runs `exec`'s forward; batch norm synchronises its training statistics over the ranks
+    /// when the run was configured so.
+    pub fn forward(
+        &mut self,
+        exec: &mut Executor<B>,
+        feeds: &[(NodeId, &HostTensor)],
+        mode: Mode,
+    ) -> Result<()> {
+        let collective = self.collective();
+        exec.forward_with(feeds, mode, collective)
     }
 
     /// Back-propagates from `loss` and averages every gradient over the ranks; the optimiser
@@ -136,5 +172,13 @@ impl<B: Backend> GradientReady<B> for DataParallel<B> {
             self.launch(backend, bucket, grads)?;
         }
         Ok(())
+    }
+
+    fn collective(&mut self) -> Option<&mut (dyn Collective<B> + 'static)> {
+        if self.sync_batch_norm {
+            Some(self.collective.as_mut())
+        } else {
+            None
+        }
     }
 }

@@ -18,7 +18,7 @@ mod host;
 pub mod launch;
 pub mod rendezvous;
 
-pub use data_parallel::{DataParallel, DEFAULT_BUCKET_BYTES};
+pub use data_parallel::{DataParallel, ParallelConfig, DEFAULT_BUCKET_BYTES};
 pub use env::DistEnv;
 pub use host::HostCollective;
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::backend::rng::hash32;
 use crate::backend::Backend;
+use crate::dist::Collective;
 use crate::error::{Error, Result};
 use crate::graph::op::{BackwardCtx, ForwardCtx, Mode};
 use crate::graph::{Graph, NodeId, NodeKind, TensorId, TensorSpec};
@@ -91,6 +92,17 @@ impl<B: Backend> Executor<B> {
     /// depend on an input not fed are skipped and cannot be read. `Mode::Train` uses batch
     /// statistics and dropout and advances the step counter that seeds dropout.
     pub fn forward(&mut self, feeds: &[(NodeId, &HostTensor)], mode: Mode) -> Result<()> {
+        self.forward_with(feeds, mode, None)
+    }
+
+    /// As [`Executor::forward`], with the ranks of a data-parallel run for ops that synchronise
+    /// across them (synchronised batch norm).
+    pub fn forward_with(
+        &mut self,
+        feeds: &[(NodeId, &HostTensor)],
+        mode: Mode,
+        mut collective: Option<&mut (dyn Collective<B> + 'static)>,
+    ) -> Result<()> {
         let mut fed: Vec<Option<&HostTensor>> = vec![None; self.graph.nodes.len()];
         for &(node, value) in feeds {
             self.graph.check_node(node)?;
@@ -159,6 +171,7 @@ impl<B: Backend> Executor<B> {
                     output_shape: &plan.shapes[index],
                     workspace: &mut plan.workspaces[index],
                     state: &mut state,
+                    collective: collective.as_deref_mut(),
                 })
             };
             plan.values[index] = Some(output);
@@ -331,6 +344,7 @@ impl<B: Backend> Executor<B> {
                     grad_inputs,
                     workspace: &mut plan.workspaces[index],
                     state: &state,
+                    collective: hook.as_deref_mut().and_then(|h| h.collective()),
                 })
             };
             plan.grads[index] = Some(grad_output);
@@ -593,6 +607,11 @@ pub trait GradientReady<B: Backend> {
         tensor: TensorId,
         grads: &mut [Option<B::Buffer>],
     ) -> Result<()>;
+
+    /// The ranks ops synchronise with during this backward (synchronised batch norm), if any.
+    fn collective(&mut self) -> Option<&mut (dyn Collective<B> + 'static)> {
+        None
+    }
 }
 
 #[derive(Clone, Copy)]

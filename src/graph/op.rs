@@ -2,6 +2,7 @@
 //! [`Backend`] primitives.
 
 use crate::backend::Backend;
+use crate::dist::Collective;
 use crate::error::Result;
 use crate::graph::TensorId;
 use crate::tensor::Shape;
@@ -62,6 +63,9 @@ pub struct ForwardCtx<'a, B: Backend> {
     pub output_shape: &'a Shape,
     pub workspace: &'a mut [B::Buffer],
     pub state: &'a mut [B::Buffer],
+    /// The ranks of a data-parallel run that synchronises batch statistics, when this is one
+    /// (see [`crate::dist::ParallelConfig::sync_batch_norm`]).
+    pub collective: Option<&'a mut (dyn Collective<B> + 'static)>,
 }
 
 /// What an op's backward sees: the forward's tensors, the output gradient, and one slot per
@@ -79,4 +83,6 @@ pub struct BackwardCtx<'a, B: Backend> {
     pub grad_inputs: Vec<Option<&'a mut B::Buffer>>,
     pub workspace: &'a mut [B::Buffer],
     pub state: &'a [&'a B::Buffer],
+    /// As [`ForwardCtx::collective`].
+    pub collective: Option<&'a mut (dyn Collective<B> + 'static)>,
 }

@@ -69,6 +69,10 @@ pub struct TrainArgs {
     /// variables instead (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
     #[arg(long, default_value_t = 1)]
     pub gpus: usize,
+    /// In data-parallel training, normalise batch norm with the statistics of all GPUs' batches
+    /// (PyTorch's SyncBatchNorm) instead of each GPU's own.
+    #[arg(long)]
+    pub sync_bn: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,6 +211,7 @@ fn train_distributed(
     env: &DistEnv,
 ) -> Result<()> {
     use magnet::backend::{CudaBackend, NcclCollective};
+    use magnet::dist::ParallelConfig;
     if args.backend != BackendChoice::Cuda {
         return Err(magnet::Error::invalid(
             "train",
@@ -225,7 +230,11 @@ fn train_distributed(
         );
     }
     let mut trainer = prepare(backend, args, config)?;
-    trainer.distribute(Box::new(collective))?;
+    let parallel = ParallelConfig {
+        sync_batch_norm: args.sync_bn,
+        ..ParallelConfig::default()
+    };
+    trainer.distribute(Box::new(collective), parallel)?;
     fit(trainer, args, opened)
 }
 

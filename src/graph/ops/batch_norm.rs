@@ -70,6 +70,21 @@ impl<B: Backend> Op<B> for BatchNorm {
                 let [save_mean, save_invstd] = cx.workspace else {
                     return Err(Error::Graph("batch_norm: expected two workspaces".into()));
                 };
+                if let Some(collective) = cx.collective {
+                    return super::sync_batch_norm::forward(
+                        cx.backend,
+                        &p,
+                        collective,
+                        x,
+                        gamma,
+                        beta,
+                        cx.output,
+                        save_mean,
+                        save_invstd,
+                        running_mean,
+                        running_var,
+                    );
+                }
                 cx.backend.batch_norm_train(
                     &p,
                     x,
@@ -137,17 +152,33 @@ impl<B: Backend> Op<B> for BatchNorm {
             Some(g) => g,
             None => spare_dbeta.insert(b.alloc(&channel)?),
         };
-        b.batch_norm_backward(
-            &p,
-            x,
-            cx.grad_output,
-            gamma,
-            save_mean,
-            save_invstd,
-            dx,
-            dgamma,
-            dbeta,
-        )
+        match cx.collective {
+            Some(collective) => super::sync_batch_norm::backward(
+                b,
+                &p,
+                collective,
+                x,
+                x_shape,
+                cx.grad_output,
+                gamma,
+                save_mean,
+                save_invstd,
+                dx,
+                dgamma,
+                dbeta,
+            ),
+            None => b.batch_norm_backward(
+                &p,
+                x,
+                cx.grad_output,
+                gamma,
+                save_mean,
+                save_invstd,
+                dx,
+                dgamma,
+                dbeta,
+            ),
+        }
     }
 }
 

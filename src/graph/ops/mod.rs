@@ -16,6 +16,7 @@ mod reduce;
 mod reshape;
 mod soft_dice;
 mod softmax;
+mod sync_batch_norm;
 mod unary;
 mod upsample;
 
