@@ -58,6 +58,9 @@ def parse_args():
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of the table")
     p.add_argument("--output", help="also write the records to this CSV file")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of timing, print the device time per kernel of the training step "
+                        "(torch.profiler), per batch size and mode")
     args = p.parse_args()
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.modes = [m for m in args.modes.split(",") if m]
@@ -151,6 +154,28 @@ def set_tf32(allow):
     torch.backends.cudnn.allow_tf32 = allow
 
 
+def profile(UNet, args, device):
+    """Device time per kernel of `args.repeats` training steps after warm-up, per batch and mode."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    for batch in args.batches:
+        runner = Runner(UNet, args, batch, device)
+        for mode in args.modes:
+            set_tf32(mode == "tf32")
+            for _ in range(args.warmup):
+                runner.step("train")
+            sync(device)
+            with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(args.repeats):
+                    runner.step("train")
+                sync(device)
+            print(f"\nPyTorch {torch.__version__}, batch {batch}, {mode}: device time of "
+                  f"{args.repeats} training steps per kernel")
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30,
+                                            max_name_column_width=70))
+        del runner
+    set_tf32(False)
+
+
 def main():
     args = parse_args()
     if args.threads:
@@ -164,6 +189,9 @@ def main():
     params = sum(p.numel() for p in UNet(3, 2, bilinear=False, base=args.base).parameters())
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
     gflop = FORWARD_GFLOP_256_BASE64 * (args.size / 256) ** 2 * (args.base / 64) ** 2
+    if args.profile:
+        profile(UNet, args, device)
+        return
     if not args.json:
         layout = "NCHW" if args.no_channels_last else "channels_last"
         data = "resident batch" if args.resident else "batch copied from the host each step"

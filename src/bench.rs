@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::backend::{Backend, CpuBackend};
 use crate::dist::{Collective, DataParallel, ParallelConfig};
 use crate::error::{Error, Result};
-use crate::graph::{Executor, Graph, Mode, NodeId};
+use crate::graph::{Executor, Graph, Mode, NodeId, Pass, Profile};
 use crate::loss::{self, CrossEntropyConfig};
 use crate::models::{UNet, UNetConfig, Upsampling};
 use crate::optim::{Adam, AdamConfig, Optimizer};
@@ -381,6 +381,50 @@ impl<B: Backend> Runner<B> {
             Part::Inference => self.exec.forward(&[(self.image, &self.images)], Mode::Eval),
         }
     }
+}
+
+/// Where the time of a training step goes at `batch` in `precision`: `cfg.warmup` steps, then
+/// `cfg.repeats` steps with every op timed with the backend synchronised around it (see
+/// [`Executor::set_profiling`]); the optimiser's update is the op `optimizer` of pass `update`.
+/// Times are totals over the profiled steps.
+pub fn profile_training_step<B: PrecisionControl>(
+    backend: &B,
+    cfg: &BenchConfig,
+    batch: usize,
+    precision: Precision,
+) -> Result<Profile> {
+    cfg.validate()?;
+    if !backend.allow_tf32(precision == Precision::Tf32)? && precision == Precision::Tf32 {
+        return Err(Error::invalid(
+            "bench",
+            format!("the {} backend has no TF32 mode", backend.name()),
+        ));
+    }
+    let mut runner = Runner::new(backend, cfg, batch)?;
+    for _ in 0..cfg.warmup {
+        runner.step(Part::Train)?;
+    }
+    runner.exec.set_profiling(true);
+    let mut update = std::time::Duration::ZERO;
+    for _ in 0..cfg.repeats {
+        runner.exec.forward(
+            &[
+                (runner.image, &runner.images),
+                (runner.labels, &runner.targets),
+            ],
+            Mode::Train,
+        )?;
+        runner.exec.backward(runner.loss)?;
+        backend.sync()?;
+        let start = Instant::now();
+        runner.optimizer.step(&mut runner.exec)?;
+        backend.sync()?;
+        update += start.elapsed();
+    }
+    let mut profile = runner.exec.take_profile();
+    profile.add("optimizer", Pass::Update, cfg.repeats as u64, update);
+    backend.allow_tf32(false)?;
+    Ok(profile)
 }
 
 /// Median of the timed steps (ms) and the highest memory in use seen after a step.

@@ -2,6 +2,7 @@
 //! record is made, timed and consistent with its configuration.
 
 use magnet::bench::{self, BenchConfig, Part, Precision, CSV_HEADER};
+use magnet::graph::Pass;
 use magnet::CpuBackend;
 
 #[test]
@@ -78,4 +79,36 @@ fn paper_network_counts() {
     }
     .validate()
     .is_err());
+}
+
+#[test]
+fn training_step_profile_names_the_ops_and_adds_up() {
+    let cfg = BenchConfig {
+        size: 32,
+        base_channels: 4,
+        warmup: 1,
+        repeats: 2,
+        ..BenchConfig::default()
+    };
+    let profile = bench::profile_training_step(&CpuBackend::new(), &cfg, 2, Precision::Fp32)
+        .expect("profile runs");
+    let rows = profile.rows();
+    let calls = |op: &str, pass: Pass| {
+        rows.iter()
+            .find(|r| r.op == op && r.pass == pass)
+            .map_or(0, |r| r.calls)
+    };
+    // The U-Net has 19 convolutions and 18 batch norms; two profiled steps.
+    assert_eq!(calls("conv2d", Pass::Forward), 2 * 19);
+    assert_eq!(calls("conv2d", Pass::Backward), 2 * 19);
+    assert_eq!(calls("batch_norm", Pass::Backward), 2 * 18);
+    assert_eq!(calls("optimizer", Pass::Update), 2);
+    assert!(
+        rows.windows(2).all(|w| w[0].seconds >= w[1].seconds),
+        "slowest first"
+    );
+    let sum: f64 = rows.iter().map(|r| r.seconds).sum();
+    assert!((sum - profile.total_seconds()).abs() < 1e-9 && sum > 0.0);
+    // The TF32 mode does not exist on the CPU: an error, not a silent fp32 profile.
+    assert!(bench::profile_training_step(&CpuBackend::new(), &cfg, 2, Precision::Tf32).is_err());
 }

@@ -2,12 +2,14 @@
 //! backward, and keeps the named tensors (parameters, state) and their gradients.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use crate::backend::rng::hash32;
 use crate::backend::Backend;
 use crate::dist::Collective;
 use crate::error::{Error, Result};
 use crate::graph::op::{BackwardCtx, ForwardCtx, Mode};
+use crate::graph::profile::{Pass, Profile};
 use crate::graph::{Graph, NodeId, NodeKind, TensorId, TensorSpec};
 use crate::tensor::{HostTensor, Shape, TensorDesc};
 
@@ -43,6 +45,8 @@ pub struct Executor<B: Backend> {
     mode: Mode,
     seed: u64,
     step: u64,
+    /// Op times, while profiling is on.
+    profile: Option<Profile>,
 }
 
 impl<B: Backend> Executor<B> {
@@ -75,6 +79,7 @@ impl<B: Backend> Executor<B> {
             mode: Mode::Eval,
             seed,
             step: 0,
+            profile: None,
         })
     }
 
@@ -154,6 +159,7 @@ impl<B: Backend> Executor<B> {
                 .iter()
                 .map(|t| self.tensors[t.0].take().expect("state tensors are present"))
                 .collect();
+            let started = start_timing(&self.backend, &self.profile)?;
             let result = {
                 let input_bufs: Vec<&B::Buffer> = inputs
                     .iter()
@@ -179,6 +185,13 @@ impl<B: Backend> Executor<B> {
                 self.tensors[t.0] = Some(buf);
             }
             result?;
+            stop_timing(
+                &self.backend,
+                &mut self.profile,
+                started,
+                op.name(),
+                Pass::Forward,
+            )?;
             plan.computed[index] = true;
         }
         Ok(())
@@ -318,6 +331,7 @@ impl<B: Backend> Executor<B> {
             let grad_output = plan.grads[index]
                 .take()
                 .expect("a node with a gradient has a buffer");
+            let started = start_timing(&self.backend, &self.profile)?;
             let result = {
                 let state: Vec<&B::Buffer> = op
                     .state()
@@ -376,6 +390,13 @@ impl<B: Backend> Executor<B> {
             }
             result?;
             accumulate_error?;
+            stop_timing(
+                &self.backend,
+                &mut self.profile,
+                started,
+                op.name(),
+                Pass::Backward,
+            )?;
             if let Some(hook) = hook.as_deref_mut() {
                 for &t in &self.final_after[index] {
                     if self.grad_written[t.0] {
@@ -474,6 +495,22 @@ impl<B: Backend> Executor<B> {
         }
         let param = self.tensors[id.0].as_mut().unwrap();
         Ok(self.tensor_grads[id.0].as_ref().map(|g| (param, g)))
+    }
+
+    /// Turns op timing on (or off): every op of later forwards and backwards then runs with the
+    /// backend synchronised before and after it, which makes steps slower but counts the device
+    /// work of each op in that op (see [`Executor::take_profile`]).
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(|| self.profile.take().unwrap_or_default());
+    }
+
+    /// The op times gathered since profiling was turned on or last taken (empty when it is off),
+    /// starting afresh.
+    pub fn take_profile(&mut self) -> Profile {
+        self.profile
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Number of training forwards run so far.
@@ -685,6 +722,30 @@ fn grad_slot<'a, B: Backend>(
         slots[index] = Some(backend.alloc(&TensorDesc::f32(shape.clone()))?);
     }
     Ok(slots[index].as_mut().unwrap())
+}
+
+/// When profiling, waits for the work enqueued so far and returns the time the op starts.
+fn start_timing<B: Backend>(backend: &B, profile: &Option<Profile>) -> Result<Option<Instant>> {
+    if profile.is_none() {
+        return Ok(None);
+    }
+    backend.sync()?;
+    Ok(Some(Instant::now()))
+}
+
+/// When profiling, waits for the op's work and records its time.
+fn stop_timing<B: Backend>(
+    backend: &B,
+    profile: &mut Option<Profile>,
+    started: Option<Instant>,
+    op: &'static str,
+    pass: Pass,
+) -> Result<()> {
+    if let (Some(start), Some(profile)) = (started, profile.as_mut()) {
+        backend.sync()?;
+        profile.record(op, pass, start.elapsed());
+    }
+    Ok(())
 }
 
 fn tensor_seed(seed: u64, index: usize) -> u64 {

@@ -8,6 +8,7 @@ mod executor;
 mod init;
 mod op;
 pub mod ops;
+mod profile;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub use executor::{Executor, GradientReady};
 pub use init::Init;
 pub use op::{BackwardCtx, ForwardCtx, Mode, Op};
+pub use profile::{OpTime, Pass, Profile};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};

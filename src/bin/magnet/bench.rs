@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// the batch sizes are per GPU). Rank 0 prints and writes.
     #[arg(long, default_value_t = 1)]
     pub gpus: usize,
+    /// Instead of timing whole steps, time every op of the training step (the backend
+    /// synchronised around each) and print where the time goes, per batch size and mode.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 impl BenchArgs {
@@ -92,9 +96,48 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Some(env) = dist {
         return bench_distributed(&args, &cfg, &env);
     }
+    if args.profile {
+        return with_backend!(args.backend, |backend| profile_on(&backend, &cfg));
+    }
     with_backend!(args.backend, |backend| bench_on(
         &backend, &args, &cfg, None
     ))
+}
+
+/// Prints the op times of a training step for every batch size and mode of `cfg`.
+fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()> {
+    for &batch in &cfg.batches {
+        for &precision in &cfg.precisions {
+            let profile = bench::profile_training_step(backend, cfg, batch, precision)?;
+            let steps = cfg.repeats as f64;
+            let total = profile.total_seconds();
+            println!(
+                "\n{} on {}, U-Net base {} at {}², batch {batch}, {}: {:.2} ms per step \
+                 (ops timed one by one)",
+                backend.name(),
+                backend.device_name(),
+                cfg.base_channels,
+                cfg.size,
+                precision.name(),
+                total / steps * 1e3
+            );
+            println!(
+                "{:<22} {:<8} {:>7} {:>10} {:>6}",
+                "op", "pass", "calls", "ms/step", "share"
+            );
+            for row in profile.rows() {
+                println!(
+                    "{:<22} {:<8} {:>7.0} {:>10.3} {:>5.1}%",
+                    row.op,
+                    row.pass.name(),
+                    row.calls as f64 / steps,
+                    row.seconds / steps * 1e3,
+                    100.0 * row.seconds / total.max(1e-12)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One rank of a data-parallel benchmark on the GPU `LOCAL_RANK`.
