@@ -13,10 +13,14 @@ use magnet::backend::{
 };
 use magnet::{CpuBackend, Shape, TensorDesc};
 
-/// The backend on device 0, or `None` (skip) when it cannot be opened and was not asked for.
+/// The backend on device 0 with direct convolutions (the tight cross-checks), or `None` (skip)
+/// when it cannot be opened and was not asked for.
 fn cuda() -> Option<CudaBackend> {
     match CudaBackend::new(0) {
-        Ok(b) => Some(b),
+        Ok(b) => {
+            b.set_direct_convolutions(true);
+            Some(b)
+        }
         Err(e) => {
             let listed = std::env::var("MAGNET_TEST_BACKENDS")
                 .unwrap_or_default()
@@ -262,6 +266,68 @@ fn cuda_cudnn_conv_matches_cpu() {
         &download(&c, &dwc),
         1e-5,
         4.0 * 198.0 / (1u32 << 24) as f32 * 4.0,
+    );
+}
+
+/// The default strict-fp32 convolutions may use Winograd or FFT transforms (the fastest by
+/// timing, as PyTorch with TF32 off), which round differently from a sum of products: by about
+/// 1e-6 of the sum of the terms' magnitudes, so the tolerance is 1e-5 of that (at most `k` for
+/// `k` products of values in [-1, 1)). A wrong algorithm or layout is off by O(1).
+#[test]
+fn cuda_cudnn_fastest_fp32_conv_stays_within_transform_rounding() {
+    let Some(g) = cuda() else { return };
+    g.set_direct_convolutions(false);
+    let c = CpuBackend::new();
+    let p = Conv2dParams {
+        batch: 2,
+        in_h: 32,
+        in_w: 32,
+        in_channels: 64,
+        out_channels: 64,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    };
+    let x = values(p.input_shape().numel(), 21);
+    let w = values(p.weight_shape().numel(), 22);
+    let dy = values(p.output_shape().numel(), 23);
+    let terms = |k: usize| 1e-5 * k as f32;
+
+    let (mut yc, mut yg) = (zeros(&c, dy.len()), zeros(&g, dy.len()));
+    c.conv2d_forward(&p, &upload(&c, &x), &upload(&c, &w), &mut yc)
+        .expect("cpu conv");
+    g.conv2d_forward(&p, &upload(&g, &x), &upload(&g, &w), &mut yg)
+        .expect("cuda conv2d_forward");
+    let (got, want) = (download(&g, &yg), download(&c, &yc));
+    assert_close("fastest conv2d_forward", &got, &want, 1e-4, terms(9 * 64));
+
+    let (mut dxc, mut dxg) = (zeros(&c, x.len()), zeros(&g, x.len()));
+    c.conv2d_backward_data(&p, &upload(&c, &dy), &upload(&c, &w), &mut dxc)
+        .expect("cpu backward data");
+    g.conv2d_backward_data(&p, &upload(&g, &dy), &upload(&g, &w), &mut dxg)
+        .expect("cuda conv2d_backward_data");
+    let (got, want) = (download(&g, &dxg), download(&c, &dxc));
+    assert_close(
+        "fastest conv2d_backward_data",
+        &got,
+        &want,
+        1e-4,
+        terms(9 * 64),
+    );
+
+    let (mut dwc, mut dwg) = (zeros(&c, w.len()), zeros(&g, w.len()));
+    c.conv2d_backward_filter(&p, &upload(&c, &x), &upload(&c, &dy), &mut dwc)
+        .expect("cpu backward filter");
+    g.conv2d_backward_filter(&p, &upload(&g, &x), &upload(&g, &dy), &mut dwg)
+        .expect("cuda conv2d_backward_filter");
+    let (got, want) = (download(&g, &dwg), download(&c, &dwc));
+    assert_close(
+        "fastest conv2d_backward_filter",
+        &got,
+        &want,
+        1e-4,
+        terms(2 * 32 * 32),
     );
 }
 

@@ -156,11 +156,14 @@ pub fn open_cpu() -> Result<CpuBackend, String> {
 }
 
 /// The CUDA backend on device 0, when the driver, the libraries and a device are present; with
-/// label validation on, so bad labels are errors as on the CPU.
+/// label validation on, so bad labels are errors as on the CPU, and direct convolutions, whose
+/// rounding is that of a sum of products like the CPU's (`tests/cuda_smoke.rs` checks the
+/// default, fastest algorithms with their own tolerance).
 #[cfg(feature = "cuda")]
 pub fn open_cuda() -> Result<magnet::backend::CudaBackend, String> {
     let backend = magnet::backend::CudaBackend::new(0).map_err(|e| e.to_string())?;
     backend.set_validate_labels(true);
+    backend.set_direct_convolutions(true);
     Ok(backend)
 }
 

@@ -1,6 +1,6 @@
 //! Convolution through cuDNN (see [`super::dnn`]): NHWC tensors, `[out, kh, kw, in]` filters.
 
-use super::dnn::{ConvKind, ConvPtrs};
+use super::dnn::{ConvKind, ConvMath, ConvPtrs};
 use super::{check_len, CudaBackend, CudaBuffer};
 use crate::backend::*;
 use crate::error::Result;
@@ -19,10 +19,13 @@ impl CudaBackend {
         check_len(op, x, p.input_shape().numel())?;
         check_len(op, w, p.weight_shape().numel())?;
         check_len(op, y, p.output_shape().numel())?;
-        let tf32 = self.tf32();
+        let math = ConvMath {
+            tf32: self.tf32(),
+            direct_only: self.direct_convolutions(),
+        };
         let mut dnn = self.dnn()?;
         self.bind()?;
-        dnn.convolution(kind, p, tf32, ptrs)
+        dnn.convolution(kind, p, math, ptrs)
     }
 }
 

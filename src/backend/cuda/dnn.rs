@@ -5,7 +5,8 @@
 //! filter format (K × R × S × C). Algorithms come from cuDNN's heuristics
 //! (`cudnnGetConvolution*Algorithm_v7`); the first few are timed on the first call of each shape
 //! and ordered fastest first (as PyTorch's `cudnn.benchmark` does). In strict fp32 mode the
-//! descriptor's math type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped.
+//! descriptor's math type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped;
+//! with [`ConvMath::direct_only`], so are the Winograd and FFT algorithms.
 //! Should cuDNN refuse the chosen algorithm when it runs, the next candidate is tried and
 //! remembered.
 
@@ -25,6 +26,16 @@ const MAX_WORKSPACE: usize = 4 << 30;
 
 /// How many of the heuristics' best candidates are timed at a shape's first use.
 const TUNE_CANDIDATES: usize = 6;
+
+/// What arithmetic a convolution may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ConvMath {
+    /// TF32 tensor cores (else strict fp32 products).
+    pub tf32: bool,
+    /// Only algorithms that sum products directly (no Winograd or FFT transforms, whose rounding
+    /// grows with the transform), in strict fp32 mode.
+    pub direct_only: bool,
+}
 
 /// A cuDNN status as an error naming the call.
 pub(crate) fn status(call: &str, s: sys::cudnnStatus_t) -> Result<()> {
@@ -277,7 +288,7 @@ struct ConvPlan {
 pub(crate) struct Dnn {
     handle: sys::cudnnHandle_t,
     stream: Arc<CudaStream>,
-    plans: HashMap<(ConvKind, Conv2dParams, bool), ConvPlan>,
+    plans: HashMap<(ConvKind, Conv2dParams, ConvMath), ConvPlan>,
     workspace: Option<CudaSlice<u8>>,
 }
 
@@ -347,7 +358,7 @@ fn bwd_filter_algo(v: u32) -> Option<sys::cudnnConvolutionBwdFilterAlgo_t> {
 }
 
 /// Whether an algorithm's arithmetic is a plain sum of products (no FFT or Winograd transforms,
-/// whose rounding errors grow with the tile size), as strict fp32 mode requires.
+/// whose rounding errors grow with the tile size), for [`ConvMath::direct_only`].
 fn is_direct(kind: ConvKind, algo: u32) -> bool {
     match kind {
         ConvKind::Forward => algo <= 3,
@@ -409,17 +420,18 @@ impl Dnn {
         Ok(ptr)
     }
 
-    /// Creates the plan of `(kind, p, tf32)`: descriptors and the heuristics' candidates.
-    fn plan(&mut self, kind: ConvKind, p: &Conv2dParams, tf32: bool) -> Result<&mut ConvPlan> {
-        let key = (kind, *p, tf32);
+    /// Creates the plan of `(kind, p, math)`: descriptors and the heuristics' candidates.
+    fn plan(&mut self, kind: ConvKind, p: &Conv2dParams, math: ConvMath) -> Result<&mut ConvPlan> {
+        let key = (kind, *p, math);
         if !self.plans.contains_key(&key) {
-            let plan = self.make_plan(kind, p, tf32)?;
+            let plan = self.make_plan(kind, p, math)?;
             self.plans.insert(key, plan);
         }
         Ok(self.plans.get_mut(&key).expect("inserted above"))
     }
 
-    fn make_plan(&self, kind: ConvKind, p: &Conv2dParams, tf32: bool) -> Result<ConvPlan> {
+    fn make_plan(&self, kind: ConvKind, p: &Conv2dParams, mode: ConvMath) -> Result<ConvPlan> {
+        let tf32 = mode.tf32;
         let x = TensorDesc::nhwc([p.batch, p.in_channels, p.in_h, p.in_w])?;
         let y = TensorDesc::nhwc([p.batch, p.out_channels, p.out_h(), p.out_w()])?;
         let w = FilterDesc::nhwc(p.out_channels, p.kernel[0], p.kernel[1], p.in_channels)?;
@@ -495,7 +507,7 @@ impl Dnn {
                 sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH
                     | sys::cudnnMathType_t::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
             );
-            if !tf32 && (tensor_ops || !is_direct(kind, r.algo)) {
+            if !tf32 && (tensor_ops || (mode.direct_only && !is_direct(kind, r.algo))) {
                 continue;
             }
             let math = if tf32 { math } else { base_math };
@@ -537,7 +549,7 @@ impl Dnn {
         &mut self,
         kind: ConvKind,
         p: &Conv2dParams,
-        tf32: bool,
+        math: ConvMath,
         ptrs: &ConvPtrs,
     ) -> Result<()> {
         let ctx = self.stream.context().clone();
@@ -547,17 +559,17 @@ impl Dnn {
         };
         let (start, end) = (event()?, event()?);
         let count = self
-            .plan(kind, p, tf32)?
+            .plan(kind, p, math)?
             .candidates
             .len()
             .min(TUNE_CANDIDATES);
         let mut timed: Vec<(f32, usize)> = Vec::with_capacity(count);
         for i in 0..count {
-            let cand = self.plan(kind, p, tf32)?.candidates[i];
+            let cand = self.plan(kind, p, math)?.candidates[i];
             let ws = self.workspace(cand.workspace)?;
             let h = self.handle;
             let stream = self.stream.clone();
-            let plan = self.plan(kind, p, tf32)?;
+            let plan = self.plan(kind, p, math)?;
             plan.conv.set_math(cand.math)?;
             if run_conv(h, kind, plan, cand, ptrs, ws) != sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
                 continue;
@@ -577,7 +589,7 @@ impl Dnn {
                 timed.push((ms, i));
             }
         }
-        let plan = self.plan(kind, p, tf32)?;
+        let plan = self.plan(kind, p, math)?;
         plan.tuned = true;
         timed.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut order: Vec<Candidate> = timed.iter().map(|&(_, i)| plan.candidates[i]).collect();
@@ -596,16 +608,16 @@ impl Dnn {
         &mut self,
         kind: ConvKind,
         p: &Conv2dParams,
-        tf32: bool,
+        math: ConvMath,
         ptrs: ConvPtrs,
     ) -> Result<()> {
-        if !self.plan(kind, p, tf32)?.tuned {
-            self.tune(kind, p, tf32, &ptrs)?;
+        if !self.plan(kind, p, math)?.tuned {
+            self.tune(kind, p, math, &ptrs)?;
         }
         let mut last_error = None;
         loop {
             let (cand, count) = {
-                let plan = self.plan(kind, p, tf32)?;
+                let plan = self.plan(kind, p, math)?;
                 if plan.current >= plan.candidates.len() {
                     break;
                 }
@@ -613,7 +625,7 @@ impl Dnn {
             };
             let ws = self.workspace(cand.workspace)?;
             let h = self.handle;
-            let plan = self.plan(kind, p, tf32)?;
+            let plan = self.plan(kind, p, math)?;
             plan.conv.set_math(cand.math)?;
             let s = run_conv(h, kind, plan, cand, &ptrs, ws);
             match s {

@@ -191,6 +191,7 @@ struct Inner {
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     tf32: AtomicBool,
+    direct_convolutions: AtomicBool,
     validate_labels: AtomicBool,
     name: String,
 }
@@ -241,6 +242,7 @@ impl CudaBackend {
                 stream,
                 ctx,
                 tf32: AtomicBool::new(false),
+                direct_convolutions: AtomicBool::new(false),
                 validate_labels: AtomicBool::new(false),
                 name: format!("{device} (compute capability {major}.{minor})"),
             }),
@@ -275,6 +277,24 @@ impl CudaBackend {
     /// Whether TF32 arithmetic is allowed.
     pub fn tf32(&self) -> bool {
         self.inner.tf32.load(Ordering::Relaxed)
+    }
+
+    /// Restricts (`true`) strict-fp32 convolutions to algorithms that sum products directly
+    /// (implicit GEMM, GEMM, direct), or allows (`false`, the default) every fp32 algorithm
+    /// cuDNN offers, Winograd and FFT included, the fastest chosen by timing (what PyTorch does
+    /// with TF32 off). Transforms round differently from a sum of products, by up to ~1e-5 of the
+    /// output's scale; the direct algorithms match the CPU backend to a few ulps per term, which
+    /// is what the cross-checks use. Applies to every clone of this backend.
+    pub fn set_direct_convolutions(&self, direct: bool) {
+        self.inner
+            .direct_convolutions
+            .store(direct, Ordering::Relaxed);
+    }
+
+    /// Whether convolutions are restricted to direct algorithms (see
+    /// [`CudaBackend::set_direct_convolutions`]).
+    pub fn direct_convolutions(&self) -> bool {
+        self.inner.direct_convolutions.load(Ordering::Relaxed)
     }
 
     /// Checks (`true`) or not (`false`, the default) the labels of the losses and metrics, and
