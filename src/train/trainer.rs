@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::Backend;
 use crate::data::{BatchLoader, Dataset, LoaderConfig, Shard};
-use crate::dist::{Collective, DataParallel, DEFAULT_BUCKET_BYTES};
+use crate::dist::{Collective, DataParallel, ParallelConfig};
 use crate::error::{Error, Result};
 use crate::graph::{Executor, Graph, Mode, NodeId};
 #[cfg(feature = "hdf5")]
@@ -87,15 +87,16 @@ impl<B: Backend> Trainer<B> {
     /// Makes this trainer one rank of a data-parallel run over `collective`: it takes rank 0's
     /// weights now, trains on its shard of each epoch (the batch size is per rank), and averages
     /// the gradients over the ranks in every step, so the weights stay identical everywhere.
-    /// Batch-norm statistics are per rank; rank 0's are the ones validated and saved. Only rank 0
-    /// validates and writes the log, plot and checkpoints; the others record no validation.
-    /// Call it after loading weights or resuming on rank 0 (every rank may load them too).
-    pub fn distribute(&mut self, collective: Box<dyn Collective<B>>) -> Result<()> {
-        self.parallel = Some(DataParallel::new(
-            collective,
-            &mut self.exec,
-            DEFAULT_BUCKET_BYTES,
-        )?);
+    /// Batch norm normalises with each rank's batch unless `config.sync_batch_norm`; the
+    /// running statistics validated and saved are rank 0's. Only rank 0 validates and writes the
+    /// log, plot and checkpoints; the others record no validation. Call it after loading weights
+    /// or resuming on rank 0 (every rank may load them too).
+    pub fn distribute(
+        &mut self,
+        collective: Box<dyn Collective<B>>,
+        config: ParallelConfig,
+    ) -> Result<()> {
+        self.parallel = Some(DataParallel::new(collective, &mut self.exec, config)?);
         Ok(())
     }
 
@@ -236,16 +237,19 @@ impl<B: Backend> Trainer<B> {
         let (mut total, mut images, mut batches) = (0.0f64, 0, 0);
         for batch in loader.epoch(epoch) {
             let batch = batch?;
-            self.exec.forward(
-                &[
-                    (self.net.image, &batch.images),
-                    (self.labels, &batch.labels),
-                ],
-                Mode::Train,
-            )?;
+            let feeds = [
+                (self.net.image, &batch.images),
+                (self.labels, &batch.labels),
+            ];
             match &mut self.parallel {
-                Some(parallel) => parallel.backward(&mut self.exec, self.loss)?,
-                None => self.exec.backward(self.loss)?,
+                Some(parallel) => {
+                    parallel.forward(&mut self.exec, &feeds, Mode::Train)?;
+                    parallel.backward(&mut self.exec, self.loss)?;
+                }
+                None => {
+                    self.exec.forward(&feeds, Mode::Train)?;
+                    self.exec.backward(self.loss)?;
+                }
             }
             self.optimizer.step(&mut self.exec)?;
             self.steps += 1;
