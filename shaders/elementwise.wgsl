@@ -1,22 +1,15 @@
 // Elementwise maps and their gradients, broadcasting binary maps, fill, axpy and seeded dropout.
 //
-// One thread per output element; workgroup w of a grid folded into x and y covers elements
-// 256·w .. 256·w + 255. Each entry point binds its inputs read-only from binding 0 on, then its
-// outputs read-write, then the uniform block `P`.
+// One thread per output element, split by elements: W.first .. W.end are the elements of the
+// dispatch. Each entry point binds its inputs read-only from binding 0 on, then its outputs
+// read-write, then the uniform block `P`; every array is windowed.
 
 // UnaryOp / BinaryOp code, fixed per pipeline.
 override OP: u32 = 0u;
 
-const WG: u32 = 256u;
-
-fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
-
 // ---- unary, axpy, fill, dropout -----------------------------------------------------------
 
 struct Scalars {
-    n: u32,
     // scale (affine), alpha (axpy), value (fill), p (dropout)
     a: f32,
     // shift (affine), 1 / (1 - p) (dropout)
@@ -57,18 +50,18 @@ fn unary_f(v: f32) -> f32 {
 @compute @workgroup_size(256)
 fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i < S.n {
-        y[i] = unary_f(x[i]);
+    let i = item(wid, nwg, lid);
+    if i < W.end {
+        y[at(1u, i)] = unary_f(x[at(0u, i)]);
     }
 }
 
 @compute @workgroup_size(256)
 fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i < S.n {
-        y[i] = y[i] + S.a * x[i];
+    let i = item(wid, nwg, lid);
+    if i < W.end {
+        y[at(1u, i)] = y[at(1u, i)] + S.a * x[at(0u, i)];
     }
 }
 
@@ -92,10 +85,11 @@ fn uniform_keyed(key: u32, index: u32) -> f32 {
 @compute @workgroup_size(256)
 fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i < S.n {
+    let i = item(wid, nwg, lid);
+    if i < W.end {
+        // The mask is indexed by the global element: the same whatever the split.
         let keep = uniform_keyed(S.key, i) >= S.a;
-        y[i] = select(0.0, x[i] * S.b, keep);
+        y[at(1u, i)] = select(0.0, x[at(0u, i)] * S.b, keep);
     }
 }
 
@@ -105,9 +99,9 @@ fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(256)
 fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i < F.n {
-        fill_y[i] = F.a;
+    let i = item(wid, nwg, lid);
+    if i < W.end {
+        fill_y[at(0u, i)] = F.a;
     }
 }
 
@@ -141,21 +135,22 @@ fn unary_grad(v: f32, out: f32, g: f32) -> f32 {
 @compute @workgroup_size(256)
 fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i < G.n {
-        gdx[i] = unary_grad(gx[i], gy[i], gdy[i]);
+    let i = item(wid, nwg, lid);
+    if i < W.end {
+        gdx[at(3u, i)] = unary_grad(gx[at(0u, i)], gy[at(1u, i)], gdy[at(2u, i)]);
     }
 }
 
 // ---- broadcasting ---------------------------------------------------------------------------
 
 // The output's collapsed axes (outermost first) with the element strides of each operand along
-// them (0 where the operand is broadcast); at most 8 axes.
+// them (0 where the operand is broadcast); at most 8 axes. Operand windows cover what the
+// dispatch's output elements read (the host bounds it from the same strides).
 struct Strided {
-    n: u32,
     rank: u32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
     dims: array<vec4<u32>, 2>,
     sa: array<vec4<u32>, 2>,
     sb: array<vec4<u32>, 2>,
@@ -178,8 +173,8 @@ fn binary_f(a: f32, b: f32) -> f32 {
 @compute @workgroup_size(256)
 fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i >= B.n {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
     var rest = i;
@@ -193,7 +188,7 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         ia += c * B.sa[k / 4u][k % 4u];
         ib += c * B.sb[k / 4u][k % 4u];
     }
-    by[i] = binary_f(ba[ia], bb[ib]);
+    by[at(2u, i)] = binary_f(ba[at(0u, ia)], bb[at(1u, ib)]);
 }
 
 @group(0) @binding(0) var<storage, read> rx: array<f32>;
@@ -204,8 +199,8 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(256)
 fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i >= R.n {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
     var rest = i;
@@ -216,5 +211,5 @@ fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         ia += (rest % size) * R.sa[k / 4u][k % 4u];
         rest = rest / size;
     }
-    ry[i] = rx[ia];
+    ry[at(1u, i)] = rx[at(0u, ia)];
 }

@@ -13,6 +13,11 @@
 //                   (0 when that is not an output row; likewise ox), B[(ky, kx, co), ci] =
 //                   w[co, ky, kx, ci];                                     C = dx [pixels, in]
 // 3 backward-filter A[co, p] = dy[p, co], B[p, (ky, kx, ci)] = im2col(x);   C = dw [out, K]
+//
+// A dispatch computes the rows W.first .. W.end of C, or, when `split_k` is set, adds the
+// products over the depth W.first .. W.end to C (beta applies in the dispatch that starts at
+// depth 0). Operands are windowed over what those rows or that depth read; the host binds
+// whole an operand whose part is not contiguous (the weights, a transposed A).
 
 override MODE: u32 = 0u;
 override TRANS_A: u32 = 0u;
@@ -39,6 +44,7 @@ struct Params {
     dw: u32,
     out_h: u32,
     out_w: u32,
+    split_k: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -52,8 +58,12 @@ const KT: u32 = 16u;
 var<workgroup> As: array<f32, 1024>; // [KT][TILE]
 var<workgroup> Bs: array<f32, 1024>; // [KT][TILE]
 
-// Element (p, kk) of the im2col matrix of input `src` (x, read through binding `a` or `b`).
-fn im2col_index(p: u32, kk: u32) -> i32 {
+// What `im2col_index` returns in the padding (no element index: tensors hold fewer than 2^32).
+const PADDING: u32 = 0xffffffffu;
+
+// The index in x of element (p, kk) of the im2col matrix (x read through binding `a` or `b`),
+// in 32-bit unsigned arithmetic like every element index, or PADDING.
+fn im2col_index(p: u32, kk: u32) -> u32 {
     let ci = kk % P.cin;
     let tap = kk / P.cin;
     let kx = tap % P.kw;
@@ -62,31 +72,33 @@ fn im2col_index(p: u32, kk: u32) -> i32 {
     let t = p / P.out_w;
     let oy = t % P.out_h;
     let n = t / P.out_h;
-    let iy = i32(oy * P.sh + ky * P.dh) - i32(P.ph);
-    let ix = i32(ox * P.sw + kx * P.dw) - i32(P.pw);
-    if iy < 0 || ix < 0 || iy >= i32(P.in_h) || ix >= i32(P.in_w) {
-        return -1;
+    // Row and column in the padded input.
+    let py = oy * P.sh + ky * P.dh;
+    let px = ox * P.sw + kx * P.dw;
+    if py < P.ph || px < P.pw || py - P.ph >= P.in_h || px - P.pw >= P.in_w {
+        return PADDING;
     }
-    return ((i32(n) * i32(P.in_h) + iy) * i32(P.in_w) + ix) * i32(P.cin) + i32(ci);
+    return ((n * P.in_h + py - P.ph) * P.in_w + px - P.pw) * P.cin + ci;
 }
 
-fn load_a(row: u32, kk: u32) -> f32 {
-    if row >= P.m || kk >= P.k {
+// `end`: the ends of the dispatch's rows and depth.
+fn load_a(row: u32, kk: u32, end: vec2<u32>) -> f32 {
+    if row >= end.x || kk >= end.y {
         return 0.0;
     }
     switch MODE {
         case 0u: {
             if TRANS_A == 1u {
-                return a[kk * P.m + row];
+                return a[at(0u, kk * P.m + row)];
             }
-            return a[row * P.k + kk];
+            return a[at(0u, row * P.k + kk)];
         }
         case 1u: {
             let i = im2col_index(row, kk);
-            if i < 0 {
+            if i == PADDING {
                 return 0.0;
             }
-            return a[u32(i)];
+            return a[at(0u, i)];
         }
         case 2u: {
             // row = input pixel (n, iy, ix); kk = (ky, kx, co)
@@ -113,41 +125,41 @@ fn load_a(row: u32, kk: u32) -> f32 {
             if oy >= P.out_h || ox >= P.out_w {
                 return 0.0;
             }
-            return a[((n * P.out_h + oy) * P.out_w + ox) * P.cout + co];
+            return a[at(0u, ((n * P.out_h + oy) * P.out_w + ox) * P.cout + co)];
         }
         default: {
             // A[co, p] = dy[p, co]
-            return a[kk * P.cout + row];
+            return a[at(0u, kk * P.cout + row)];
         }
     }
 }
 
-fn load_b(kk: u32, col: u32) -> f32 {
-    if kk >= P.k || col >= P.n {
+fn load_b(kk: u32, col: u32, end: vec2<u32>) -> f32 {
+    if kk >= end.y || col >= P.n {
         return 0.0;
     }
     switch MODE {
         case 0u: {
             if TRANS_B == 1u {
-                return b[col * P.k + kk];
+                return b[at(1u, col * P.k + kk)];
             }
-            return b[kk * P.n + col];
+            return b[at(1u, kk * P.n + col)];
         }
         case 1u: {
-            return b[col * P.k + kk];
+            return b[at(1u, col * P.k + kk)];
         }
         case 2u: {
             // kk = (ky, kx, co), col = ci: w[co, ky, kx, ci]
             let co = kk % P.cout;
             let tap = kk / P.cout;
-            return b[(co * P.kh * P.kw + tap) * P.cin + col];
+            return b[at(1u, (co * P.kh * P.kw + tap) * P.cin + col)];
         }
         default: {
             let i = im2col_index(kk, col);
-            if i < 0 {
+            if i == PADDING {
                 return 0.0;
             }
-            return b[u32(i)];
+            return b[at(1u, i)];
         }
     }
 }
@@ -157,26 +169,36 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let tx = lid3.x;
     let ty = lid3.y;
-    let col0 = wid.x * TILE;
-    let row0 = (wid.y + wid.z * nwg.y) * TILE;
+    let split_k = P.split_k == 1u;
+    let first = select(vec2<u32>(W.first, 0u), vec2<u32>(0u, W.first), split_k);
+    let end = select(vec2<u32>(min(W.end, P.m), P.k), vec2<u32>(P.m, min(W.end, P.k)), split_k);
+    // Tiles numbered along the columns first.
+    let col_tiles = (P.n + TILE - 1u) / TILE;
+    let t = group_index(wid, nwg);
+    let col0 = (t % col_tiles) * TILE;
+    let row0 = first.x + (t / col_tiles) * TILE;
+    // Uniform per workgroup: a folded grid's spare workgroups leave before any barrier.
+    if row0 >= end.x {
+        return;
+    }
     // Row i of the thread's block, columns tx + 16·j in lane j.
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    let ktiles = (P.k + KT - 1u) / KT;
-    for (var t = 0u; t < ktiles; t++) {
-        let k0 = t * KT;
+    let ktiles = (end.y - first.y + KT - 1u) / KT;
+    for (var kt = 0u; kt < ktiles; kt++) {
+        let k0 = first.y + kt * KT;
         for (var e = 0u; e < 4u; e++) {
             let idx = lid + e * 256u;
             // A tile: 64 rows × 16 k, consecutive threads along k.
             let ar = idx / KT;
             let ak = idx % KT;
-            As[ak * TILE + ar] = load_a(row0 + ar, k0 + ak);
+            As[ak * TILE + ar] = load_a(row0 + ar, k0 + ak, end);
             // B tile: 16 k × 64 columns, consecutive threads along the columns.
             let bk = idx / TILE;
             let bc = idx % TILE;
-            Bs[bk * TILE + bc] = load_b(k0 + bk, col0 + bc);
+            Bs[bk * TILE + bc] = load_b(k0 + bk, col0 + bc, end);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KT; kk++) {
@@ -191,9 +213,11 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
     let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    // Later parts of the depth add to what the earlier ones left in C.
+    let beta = select(P.beta, 1.0, split_k && W.first > 0u);
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + ty + 16u * i;
-        if row >= P.m {
+        if row >= end.x {
             continue;
         }
         for (var j = 0u; j < 4u; j++) {
@@ -201,10 +225,10 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if col >= P.n {
                 continue;
             }
-            let o = row * P.n + col;
+            let o = at(2u, row * P.n + col);
             var v = P.alpha * acc[i][j];
-            if P.beta != 0.0 {
-                v += P.beta * c[o];
+            if beta != 0.0 {
+                v += beta * c[o];
             }
             c[o] = v;
         }

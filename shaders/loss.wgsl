@@ -6,14 +6,14 @@
 // `status` words (op code, row, label bits), which the host reads back to return an error.
 // Scalar losses are sums of per-row terms, written to a scratch buffer and summed by
 // `column_sums`, so no kernel needs float atomics.
+//
+// Kernels with a thread per row (or element, column) are split by rows: W.first .. W.end are the
+// rows of the dispatch, and the per-row arrays are windowed; the sums over rows add up the rows
+// of each dispatch to what the dispatches before it left. Class weights, status words, sums and
+// counters are bound whole.
 
-const WG: u32 = 256u;
 // loss_finish: 0 cross-entropy (totals = [Σa, Σa·l]), 1 binary cross-entropy (totals = [Σ]).
 override MODE: u32 = 0u;
-
-fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
-}
 
 fn neg_inf() -> f32 {
     return bitcast<f32>(0xff800000u);
@@ -93,7 +93,6 @@ fn report_cm_status(op: u32, row: u32, v: f32) {
 // ---- softmax cross-entropy ------------------------------------------------------------------
 
 struct Rows {
-    rows: u32,
     classes: u32,
     ignore: u32,
     has_ignore: u32,
@@ -115,22 +114,22 @@ struct Rows {
 @compute @workgroup_size(256)
 fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let row = element(wid, nwg, lid);
-    if row >= CE.rows {
+    let row = item(wid, nwg, lid);
+    if row >= W.end {
         return;
     }
     let k = CE.classes;
     let start = row * k;
-    let label = class_of(ce_labels[row], k, CE.ignore, CE.has_ignore);
+    let label = class_of(ce_labels[at(1u, row)], k, CE.ignore, CE.has_ignore);
     if label == -2 {
-        report_ce_status(1u, row, ce_labels[row]);
+        report_ce_status(1u, row, ce_labels[at(1u, row)]);
     }
     if label < 0 {
         for (var j = 0u; j < k; j++) {
-            ce_grad[start + j] = 0.0;
+            ce_grad[at(4u, start + j)] = 0.0;
         }
-        ce_terms[2u * row] = 0.0;
-        ce_terms[2u * row + 1u] = 0.0;
+        ce_terms[at(5u, 2u * row)] = 0.0;
+        ce_terms[at(5u, 2u * row + 1u)] = 0.0;
         return;
     }
     let y = u32(label);
@@ -139,23 +138,23 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         a = ce_cw[y];
     }
     if CE.has_pixel_weights == 1u {
-        a = a * ce_pw[row];
+        a = a * ce_pw[at(3u, row)];
     }
     var m = neg_inf();
     for (var j = 0u; j < k; j++) {
-        m = max(m, ce_logits[start + j]);
+        m = max(m, ce_logits[at(0u, start + j)]);
     }
     var sum = 0.0;
     var rest = 0.0;
     for (var j = 0u; j < k; j++) {
-        let e = exp(ce_logits[start + j] - m);
+        let e = exp(ce_logits[at(0u, start + j)] - m);
         sum += e;
         if j != y {
             rest += e;
         }
     }
     let lse = log(sum);
-    let log_q = (ce_logits[start + y] - m) - lse;
+    let log_q = (ce_logits[at(0u, start + y)] - m) - lse;
     var l = -log_q;
     var g = 1.0;
     if CE.gamma != 0.0 {
@@ -171,20 +170,18 @@ fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         l = -factor * log_q;
         g = factor * (1.0 - CE.gamma * q * ratio);
     }
-    ce_terms[2u * row] = a;
-    ce_terms[2u * row + 1u] = a * l;
+    ce_terms[at(5u, 2u * row)] = a;
+    ce_terms[at(5u, 2u * row + 1u)] = a * l;
     let scale = a * g;
     for (var j = 0u; j < k; j++) {
-        let p = exp(ce_logits[start + j] - m - lse);
-        ce_grad[start + j] = scale * (p - select(0.0, 1.0, j == y));
+        let p = exp(ce_logits[at(0u, start + j)] - m - lse);
+        ce_grad[at(4u, start + j)] = scale * (p - select(0.0, 1.0, j == y));
     }
 }
 
 // ---- sums over rows -------------------------------------------------------------------------
 
 struct Sums {
-    groups: u32,
-    rows: u32,
     width: u32,
 }
 
@@ -194,18 +191,17 @@ struct Sums {
 
 var<workgroup> partial: array<f32, 256>;
 
-// totals[g, c] = Σ_r data[(g·rows + r)·width + c]; one workgroup per (g, c).
+// totals[c] = Σ_r data[r·width + c] over the rows of the dispatch, added to what the dispatches
+// before it left; one workgroup per column.
 @compute @workgroup_size(256)
 fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let w = wid.x + wid.y * nwg.x;
-    let live = w < CS.groups * CS.width;
-    let g = w / CS.width;
-    let c = w % CS.width;
+    let c = group_index(wid, nwg);
+    let live = c < CS.width;
     var s = 0.0;
     if live {
-        for (var r = lid; r < CS.rows; r += WG) {
-            s += cs_data[(g * CS.rows + r) * CS.width + c];
+        for (var r = W.first + lid; r < W.end; r += WG) {
+            s += cs_data[at(0u, r * CS.width + c)];
         }
     }
     partial[lid] = s;
@@ -217,7 +213,7 @@ fn column_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         workgroupBarrier();
     }
     if live && lid == 0u {
-        cs_totals[w] = partial[0];
+        cs_totals[c] = select(partial[0], cs_totals[c] + partial[0], W.first > 0u);
     }
 }
 
@@ -236,15 +232,15 @@ struct Finish {
 @compute @workgroup_size(256)
 fn loss_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
+    let i = item(wid, nwg, lid);
     if MODE == 0u {
         // Cross-entropy: divide by Σa; everything 0 when Σa = 0.
         let den = fin_totals[0];
         if i == 0u {
             fin_loss[0] = select(fin_totals[1] / den, 0.0, den == 0.0);
         }
-        if i < FIN.n {
-            fin_grad[i] = select(fin_grad[i] / den, 0.0, den == 0.0);
+        if i < W.end && i < FIN.n {
+            fin_grad[at(1u, i)] = select(fin_grad[at(1u, i)] / den, 0.0, den == 0.0);
         }
     } else if i == 0u {
         fin_loss[0] = fin_totals[0] * FIN.inv_n;
@@ -254,7 +250,6 @@ fn loss_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 // ---- sigmoid binary cross-entropy -----------------------------------------------------------
 
 struct Bce {
-    n: u32,
     has_pixel_weights: u32,
     pos_weight: f32,
     inv_n: f32,
@@ -283,20 +278,20 @@ fn sigmoid(v: f32) -> f32 {
 @compute @workgroup_size(256)
 fn bce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i >= BCE.n {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
-    let x = bce_x[i];
-    let t = bce_t[i];
+    let x = bce_x[at(0u, i)];
+    let t = bce_t[at(1u, i)];
     var w = 1.0;
     if BCE.has_pixel_weights == 1u {
-        w = bce_pw[i];
+        w = bce_pw[at(2u, i)];
     }
     let pos = BCE.pos_weight;
-    bce_terms[i] = w * (pos * t * softplus(-x) + (1.0 - t) * softplus(x));
+    bce_terms[at(4u, i)] = w * (pos * t * softplus(-x) + (1.0 - t) * softplus(x));
     let s = sigmoid(x);
-    bce_grad[i] = w * BCE.inv_n * ((1.0 - t) * s - pos * t * (1.0 - s));
+    bce_grad[at(3u, i)] = w * BCE.inv_n * ((1.0 - t) * s - pos * t * (1.0 - s));
 }
 
 // ---- soft Dice ------------------------------------------------------------------------------
@@ -323,33 +318,33 @@ struct Dice {
 @compute @workgroup_size(256)
 fn dice_probs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let row = element(wid, nwg, lid);
-    if row >= DP.images * DP.pixels {
+    let row = item(wid, nwg, lid);
+    if row >= W.end {
         return;
     }
     let k = DP.classes;
     let start = row * k;
-    let label = class_of(dp_labels[row], k, DP.ignore, DP.has_ignore);
+    let label = class_of(dp_labels[at(1u, row)], k, DP.ignore, DP.has_ignore);
     if label == -2 {
-        report_dp_status(2u, row, dp_labels[row]);
+        report_dp_status(2u, row, dp_labels[at(1u, row)]);
     }
     if label < 0 {
         for (var j = 0u; j < k; j++) {
-            dp_probs[start + j] = 0.0;
+            dp_probs[at(2u, start + j)] = 0.0;
         }
         return;
     }
     var m = neg_inf();
     for (var j = 0u; j < k; j++) {
-        m = max(m, dp_logits[start + j]);
+        m = max(m, dp_logits[at(0u, start + j)]);
     }
     var sum = 0.0;
     for (var j = 0u; j < k; j++) {
-        sum += exp(dp_logits[start + j] - m);
+        sum += exp(dp_logits[at(0u, start + j)] - m);
     }
     let lse = log(sum);
     for (var j = 0u; j < k; j++) {
-        dp_probs[start + j] = exp(dp_logits[start + j] - m - lse);
+        dp_probs[at(2u, start + j)] = exp(dp_logits[at(0u, start + j)] - m - lse);
     }
 }
 
@@ -362,24 +357,27 @@ var<workgroup> part_i: array<f32, 256>;
 var<workgroup> part_p: array<f32, 256>;
 var<workgroup> part_t: array<f32, 256>;
 
-// sums[img, 0..3, c] = (Σ p_c·t_c, Σ p_c, Σ t_c) over the image; one workgroup per (img, c).
+// sums[img, 0..3, c] = (Σ p_c·t_c, Σ p_c, Σ t_c) over the image; one workgroup per (img, c) of
+// the images the dispatch's rows (pixels) meet, adding to the sums the dispatches before it left
+// for an image that started there.
 @compute @workgroup_size(256)
 fn dice_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let w = wid.x + wid.y * nwg.x;
+    let w = group_index(wid, nwg);
     let k = DS.classes;
-    let live = w < DS.images * k;
-    let img = w / k;
+    let img = W.first / DS.pixels + w / k;
     let c = w % k;
+    let first_row = img * DS.pixels;
+    let live = first_row < W.end;
     var si = 0.0;
     var sp = 0.0;
     var st = 0.0;
     if live {
-        for (var r = lid; r < DS.pixels; r += WG) {
-            let row = img * DS.pixels + r;
-            let p = ds_probs[row * k + c];
+        let end = min(W.end, first_row + DS.pixels);
+        for (var row = max(W.first, first_row) + lid; row < end; row += WG) {
+            let p = ds_probs[at(0u, row * k + c)];
             sp += p;
-            if class_of(ds_labels[row], k, DS.ignore, DS.has_ignore) == i32(c) {
+            if class_of(ds_labels[at(1u, row)], k, DS.ignore, DS.has_ignore) == i32(c) {
                 si += p;
                 st += 1.0;
             }
@@ -398,9 +396,16 @@ fn dice_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         workgroupBarrier();
     }
     if live && lid == 0u {
-        ds_sums[(img * 3u) * k + c] = part_i[0];
-        ds_sums[(img * 3u + 1u) * k + c] = part_p[0];
-        ds_sums[(img * 3u + 2u) * k + c] = part_t[0];
+        let o = (img * 3u) * k + c;
+        if first_row < W.first {
+            ds_sums[o] += part_i[0];
+            ds_sums[o + k] += part_p[0];
+            ds_sums[o + 2u * k] += part_t[0];
+        } else {
+            ds_sums[o] = part_i[0];
+            ds_sums[o + k] = part_p[0];
+            ds_sums[o + 2u * k] = part_t[0];
+        }
     }
 }
 
@@ -449,13 +454,13 @@ fn dice_coef() {
 @compute @workgroup_size(256)
 fn dice_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let row = element(wid, nwg, lid);
-    if row >= DG.images * DG.pixels {
+    let row = item(wid, nwg, lid);
+    if row >= W.end {
         return;
     }
     let k = DG.classes;
     let start = row * k;
-    let label = class_of(dg_labels[row], k, DG.ignore, DG.has_ignore);
+    let label = class_of(dg_labels[at(0u, row)], k, DG.ignore, DG.has_ignore);
     if label < 0 {
         return; // the probabilities of an ignored row are already 0
     }
@@ -464,19 +469,18 @@ fn dice_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     for (var j = 0u; j < k; j++) {
         let t = select(0.0, 1.0, i32(j) == label);
         let g = -dg_coef[cf + 2u * j] * t + dg_coef[cf + 2u * j + 1u];
-        dot += dg_grad[start + j] * g;
+        dot += dg_grad[at(2u, start + j)] * g;
     }
     for (var j = 0u; j < k; j++) {
         let t = select(0.0, 1.0, i32(j) == label);
         let g = -dg_coef[cf + 2u * j] * t + dg_coef[cf + 2u * j + 1u];
-        dg_grad[start + j] = dg_grad[start + j] * (g - dot);
+        dg_grad[at(2u, start + j)] = dg_grad[at(2u, start + j)] * (g - dot);
     }
 }
 
 // ---- foreground masks -----------------------------------------------------------------------
 
 struct Fg {
-    n: u32,
     background: f32,
     ignore: f32,
     has_ignore: u32,
@@ -490,22 +494,21 @@ struct Fg {
 @compute @workgroup_size(256)
 fn foreground(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i >= FG.n {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
-    let l = fg_labels[i];
+    let l = fg_labels[at(0u, i)];
     if !(l >= 0.0) || fract(l) != 0.0 {
         report_fg_status(4u, i, l);
     }
     let ignored = FG.has_ignore == 1u && l == FG.ignore;
-    fg_mask[i] = select(0.0, 1.0, l != FG.background && !ignored);
+    fg_mask[at(1u, i)] = select(0.0, 1.0, l != FG.background && !ignored);
 }
 
 // ---- distance transform ---------------------------------------------------------------------
 
 struct Grid {
-    batch: u32,
     height: u32,
     width: u32,
     empty: f32,
@@ -520,8 +523,8 @@ struct Grid {
 @compute @workgroup_size(256)
 fn dt_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let col = element(wid, nwg, lid);
-    if col >= DT.batch * DT.width {
+    let col = item(wid, nwg, lid);
+    if col >= W.end {
         return;
     }
     let b = col / DT.width;
@@ -532,28 +535,28 @@ fn dt_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     var last = -1;
     for (var y = 0u; y < h; y++) {
         let i = (b * h + y) * w + x;
-        if dt_mask[i] > 0.5 {
+        if dt_mask[at(0u, i)] > 0.5 {
             last = i32(y);
         }
         if last >= 0 {
             let d = f32(i32(y) - last);
-            dt_cols[i] = d * d;
+            dt_cols[at(1u, i)] = d * d;
         } else {
-            dt_cols[i] = -1.0;
+            dt_cols[at(1u, i)] = -1.0;
         }
     }
     // Upwards: the nearest foreground below, if closer.
     last = -1;
     for (var yy = i32(h) - 1; yy >= 0; yy--) {
         let i = (b * h + u32(yy)) * w + x;
-        if dt_mask[i] > 0.5 {
+        if dt_mask[at(0u, i)] > 0.5 {
             last = yy;
         }
         if last >= 0 {
             let d = f32(last - yy);
-            let cur = dt_cols[i];
+            let cur = dt_cols[at(1u, i)];
             if cur < 0.0 || d * d < cur {
-                dt_cols[i] = d * d;
+                dt_cols[at(1u, i)] = d * d;
             }
         }
     }
@@ -570,15 +573,15 @@ fn dt_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 @compute @workgroup_size(256)
 fn dt_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let row = element(wid, nwg, lid);
-    if row >= DR.batch * DR.height {
+    let row = item(wid, nwg, lid);
+    if row >= W.end {
         return;
     }
     let w = DR.width;
     let base = row * w;
     var n = 0u;
     for (var q = 0u; q < w; q++) {
-        let fq = dr_cols[base + q];
+        let fq = dr_cols[at(0u, base + q)];
         if fq < 0.0 {
             continue;
         }
@@ -589,41 +592,40 @@ fn dt_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
                 start = neg_inf();
                 break;
             }
-            let v = dr_sites[base + n - 1u];
-            let s = (height - (dr_cols[base + v] + f32(v * v))) / (2.0 * f32(q - v));
-            if s <= dr_bounds[base + n - 1u] {
+            let v = dr_sites[at(2u, base + n - 1u)];
+            let s = (height - (dr_cols[at(0u, base + v)] + f32(v * v))) / (2.0 * f32(q - v));
+            if s <= dr_bounds[at(3u, base + n - 1u)] {
                 n -= 1u;
             } else {
                 start = s;
                 break;
             }
         }
-        dr_sites[base + n] = q;
-        dr_bounds[base + n] = start;
+        dr_sites[at(2u, base + n)] = q;
+        dr_bounds[at(3u, base + n)] = start;
         n += 1u;
     }
     if n == 0u {
         // No finite site in a row means no foreground in the whole image.
         for (var q = 0u; q < w; q++) {
-            dr_out[base + q] = DR.empty;
+            dr_out[at(1u, base + q)] = DR.empty;
         }
         return;
     }
     var k = 0u;
     for (var q = 0u; q < w; q++) {
-        while k + 1u < n && dr_bounds[base + k + 1u] < f32(q) {
+        while k + 1u < n && dr_bounds[at(3u, base + k + 1u)] < f32(q) {
             k += 1u;
         }
-        let v = dr_sites[base + k];
+        let v = dr_sites[at(2u, base + k)];
         let d = f32(q) - f32(v);
-        dr_out[base + q] = sqrt(d * d + dr_cols[base + v]);
+        dr_out[at(1u, base + q)] = sqrt(d * d + dr_cols[at(0u, base + v)]);
     }
 }
 
 // ---- confusion counts -----------------------------------------------------------------------
 
 struct Confusion {
-    rows: u32,
     pixels: u32,
     classes: u32,
     ignore: u32,
@@ -639,14 +641,14 @@ struct Confusion {
 @compute @workgroup_size(256)
 fn confusion_count(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let row = element(wid, nwg, lid);
-    if row >= CM.rows {
+    let row = item(wid, nwg, lid);
+    if row >= W.end {
         return;
     }
     let k = CM.classes;
-    let t = class_of(cm_labels[row], k, CM.ignore, CM.has_ignore);
+    let t = class_of(cm_labels[at(1u, row)], k, CM.ignore, CM.has_ignore);
     if t == -2 {
-        report_cm_status(3u, row, cm_labels[row]);
+        report_cm_status(3u, row, cm_labels[at(1u, row)]);
     }
     if t < 0 {
         return;
@@ -655,7 +657,7 @@ fn confusion_count(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     // The first maximum wins ties.
     var best = 0u;
     for (var j = 1u; j < k; j++) {
-        if cm_logits[start + j] > cm_logits[start + best] {
+        if cm_logits[at(0u, start + j)] > cm_logits[at(0u, start + best)] {
             best = j;
         }
     }
@@ -665,13 +667,12 @@ fn confusion_count(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 
 @group(0) @binding(0) var<storage, read> cs_acc: array<u32>;
 @group(0) @binding(1) var<storage, read_write> cs_counts: array<f32>;
-@group(0) @binding(2) var<uniform> CC: Finish;
 
 @compute @workgroup_size(256)
 fn confusion_store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-    let i = element(wid, nwg, lid);
-    if i < CC.n {
-        cs_counts[i] = f32(cs_acc[i]);
+    let i = item(wid, nwg, lid);
+    if i < W.end {
+        cs_counts[at(1u, i)] = f32(cs_acc[at(0u, i)]);
     }
 }

@@ -1,6 +1,11 @@
 // Batch normalisation over the last axis of a rows × channels tensor (NHWC flattened), with
 // PyTorch's semantics: the biased batch variance normalises, the unbiased one feeds the running
 // average, and running = (1 − momentum) · running + momentum · batch.
+//
+// The statistics kernels run one workgroup per channel and are split by rows (W.first .. W.end):
+// each dispatch adds its rows' sums to those of the rows before it, kept in the outputs, and the
+// dispatch that ends at the last row turns them into the results. The elementwise kernels are
+// split by elements. The rows × channels tensors are windowed, per-channel vectors bound whole.
 
 // bn_apply: 0 normalises with the saved batch mean / invstd, 1 with the running mean / var.
 override INFERENCE: u32 = 0u;
@@ -32,25 +37,28 @@ fn reduce_pair(lid: u32) {
 // ---- statistics: one workgroup per channel --------------------------------------------------
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> save_mean: array<f32>;
-@group(0) @binding(2) var<storage, read_write> save_invstd: array<f32>;
-@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(5) var<uniform> P: Params;
+// The first row of x, each channel's shift.
+@group(0) @binding(1) var<storage, read> shift: array<f32>;
+// Σ(x − k) and Σ(x − k)² of the rows so far until the last dispatch, then the results.
+@group(0) @binding(2) var<storage, read_write> save_mean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> save_invstd: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(6) var<uniform> P: Params;
 
 @compute @workgroup_size(256)
 fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let c = wid.x + wid.y * nwg.x;
+    let c = group_index(wid, nwg);
     let live = c < P.channels;
     var s = 0.0;
     var q = 0.0;
     if live {
         // Σ(x − k) and Σ(x − k)² with k the channel's first value: no cancellation when the
         // mean is large.
-        let k = x[c];
-        for (var r = lid; r < P.rows; r += RWG) {
-            let d = x[r * P.channels + c] - k;
+        let k = shift[c];
+        for (var r = W.first + lid; r < W.end; r += RWG) {
+            let d = x[at(0u, r * P.channels + c)] - k;
             s += d;
             q += d * d;
         }
@@ -59,10 +67,21 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     s_sq[lid] = q;
     reduce_pair(lid);
     if live && lid == 0u {
+        var total = s_sum[0];
+        var total_sq = s_sq[0];
+        if W.first > 0u {
+            total += save_mean[c];
+            total_sq += save_invstd[c];
+        }
+        if W.end < P.rows {
+            save_mean[c] = total;
+            save_invstd[c] = total_sq;
+            return;
+        }
         let n = f32(P.rows);
-        let d_mean = s_sum[0] / n;
-        let v = max(s_sq[0] / n - d_mean * d_mean, 0.0);
-        let mu = x[c] + d_mean;
+        let d_mean = total / n;
+        let v = max(total_sq / n - d_mean * d_mean, 0.0);
+        let mu = shift[c] + d_mean;
         save_mean[c] = mu;
         save_invstd[c] = 1.0 / sqrt(v + P.eps);
         let m = P.momentum;
@@ -85,8 +104,8 @@ fn bn_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
-    if i >= A.rows * A.channels {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
     let c = i % A.channels;
@@ -94,7 +113,7 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if INFERENCE == 1u {
         invstd = 1.0 / sqrt(spread[c] + A.eps);
     }
-    y[i] = (ax[i] - mean[c]) * (gamma[c] * invstd) + beta[c];
+    y[at(5u, i)] = (ax[at(0u, i)] - mean[c]) * (gamma[c] * invstd) + beta[c];
 }
 
 // ---- backward: Σ dy and Σ dy·(x − mean) per channel -----------------------------------------
@@ -103,6 +122,7 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @group(0) @binding(1) var<storage, read> bdy: array<f32>;
 @group(0) @binding(2) var<storage, read> bmean: array<f32>;
 @group(0) @binding(3) var<storage, read> binvstd: array<f32>;
+// Σ dy·(x − mean) of the rows so far until the last dispatch, then dγ.
 @group(0) @binding(4) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dbeta: array<f32>;
 @group(0) @binding(6) var<uniform> B: Params;
@@ -110,25 +130,31 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(256)
 fn bn_backward_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let c = wid.x + wid.y * nwg.x;
+    let c = group_index(wid, nwg);
     let live = c < B.channels;
     var s = 0.0;
     var t = 0.0;
     if live {
         let m = bmean[c];
-        for (var r = lid; r < B.rows; r += RWG) {
+        for (var r = W.first + lid; r < W.end; r += RWG) {
             let i = r * B.channels + c;
-            let g = bdy[i];
+            let g = bdy[at(1u, i)];
             s += g;
-            t += g * (bx[i] - m);
+            t += g * (bx[at(0u, i)] - m);
         }
     }
     s_sum[lid] = s;
     s_sq[lid] = t;
     reduce_pair(lid);
     if live && lid == 0u {
-        dbeta[c] = s_sum[0];
-        dgamma[c] = s_sq[0] * binvstd[c];
+        var total = s_sum[0];
+        var total_t = s_sq[0];
+        if W.first > 0u {
+            total += dbeta[c];
+            total_t += dgamma[c];
+        }
+        dbeta[c] = total;
+        dgamma[c] = select(total_t, total_t * binvstd[c], W.end >= B.rows);
     }
 }
 
@@ -146,8 +172,8 @@ fn bn_backward_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 @compute @workgroup_size(256)
 fn bn_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
-    if i >= D.rows * D.channels {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
     let c = i % D.channels;
@@ -156,5 +182,5 @@ fn bn_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let a = dx_gamma[c] * is;
     let b = dx_dbeta[c] / n;
     let k = dx_dgamma[c] * is / n;
-    dx[i] = a * (dx_dy[i] - b - (dx_x[i] - dx_mean[c]) * k);
+    dx[at(7u, i)] = a * (dx_dy[at(1u, i)] - b - (dx_x[at(0u, i)] - dx_mean[c]) * k);
 }

@@ -1,10 +1,8 @@
 // Fused SGD and Adam / AdamW updates with PyTorch's update rules; the scalar factors (bias
-// corrections, decay) are computed on the host in f64, element arithmetic here in f32.
-
-const WG: u32 = 256u;
+// corrections, decay) are computed on the host in f64, element arithmetic here in f32. One thread
+// per element, split by elements (W.first .. W.end); every array is windowed.
 
 struct Sgd {
-    n: u32,
     lr: f32,
     weight_decay: f32,
     momentum: f32,
@@ -22,26 +20,26 @@ struct Sgd {
 @compute @workgroup_size(256)
 fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= S.n {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
-    let w = param[i];
-    var d = grad[i];
+    let w = param[at(1u, i)];
+    var d = grad[at(0u, i)];
     if S.weight_decay != 0.0 {
         d = d + S.weight_decay * w;
     }
     var b = d;
     if S.first_step == 0u {
-        b = buf[i] * S.momentum + S.damp * d;
+        b = buf[at(2u, i)] * S.momentum + S.damp * d;
     }
-    buf[i] = b;
+    buf[at(2u, i)] = b;
     if S.nesterov == 1u {
         d = d + S.momentum * b;
     } else {
         d = b;
     }
-    param[i] = w + -S.lr * d;
+    param[at(1u, i)] = w + -S.lr * d;
 }
 
 @group(0) @binding(0) var<storage, read> pgrad: array<f32>;
@@ -52,20 +50,19 @@ fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 @compute @workgroup_size(256)
 fn sgd_plain(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= Q.n {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
-    let w = pparam[i];
-    var d = pgrad[i];
+    let w = pparam[at(1u, i)];
+    var d = pgrad[at(0u, i)];
     if Q.weight_decay != 0.0 {
         d = d + Q.weight_decay * w;
     }
-    pparam[i] = w + -Q.lr * d;
+    pparam[at(1u, i)] = w + -Q.lr * d;
 }
 
 struct Adam {
-    n: u32,
     // 1 − lr·wd for AdamW, else 1
     decay: f32,
     // wd for Adam's L2 term, else 0
@@ -91,24 +88,24 @@ struct Adam {
 @compute @workgroup_size(256)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= A.n {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
-    let w = aparam[i] * A.decay;
-    var g = agrad[i];
+    let w = aparam[at(1u, i)] * A.decay;
+    var g = agrad[at(0u, i)];
     if A.l2 != 0.0 {
         g = g + A.l2 * w;
     }
     // PyTorch's lerp(m, g, 1 − β1) takes one of two algebraically equal forms.
-    var m = m1[i];
+    var m = m1[at(2u, i)];
     if A.w1 < 0.5 {
         m = m + A.w1 * (g - m);
     } else {
         m = g - (g - m) * (1.0 - A.w1);
     }
-    let v = m2[i] * A.beta2 + A.w2 * g * g;
-    m1[i] = m;
-    m2[i] = v;
-    aparam[i] = w + -A.step_size * (m / (sqrt(v) / A.bc2_sqrt + A.eps));
+    let v = m2[at(3u, i)] * A.beta2 + A.w2 * g * g;
+    m1[at(2u, i)] = m;
+    m2[at(3u, i)] = v;
+    aparam[at(1u, i)] = w + -A.step_size * (m / (sqrt(v) / A.bc2_sqrt + A.eps));
 }

@@ -3,6 +3,9 @@
 // only when strictly greater (or NaN), so ties go to the first maximum, as in PyTorch. The
 // backward pass is a gather: each input element recomputes the argmax of the windows containing
 // it and collects the gradients of those that chose it (no atomics, no races).
+//
+// Split by rows of the output (forward) or of the input (backward): W.first .. W.end are the
+// elements of the dispatch, and every array is windowed over the rows those elements read.
 
 struct Params {
     batch: u32,
@@ -18,8 +21,6 @@ struct Params {
     ph: u32,
     pw: u32,
 }
-
-const WG: u32 = 256u;
 
 // [start, end) of output position o's window along an axis, clipped to the input.
 fn window(o: u32, k: u32, s: u32, p: u32, size: u32) -> vec2<u32> {
@@ -45,8 +46,8 @@ fn containing(i: u32, k: u32, s: u32, p: u32, out: u32) -> vec2<u32> {
 @compute @workgroup_size(256)
 fn max_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= P.batch * P.out_h * P.out_w * P.channels {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
     let c = i % P.channels;
@@ -60,13 +61,13 @@ fn max_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var m = bitcast<f32>(0xff800000u);
     for (var ih = hs.x; ih < hs.y; ih++) {
         for (var iw = ws.x; iw < ws.y; iw++) {
-            let v = x[((n * P.in_h + ih) * P.in_w + iw) * P.channels + c];
+            let v = x[at(0u, ((n * P.in_h + ih) * P.in_w + iw) * P.channels + c)];
             if v > m || v != v {
                 m = v;
             }
         }
     }
-    y[i] = m;
+    y[at(1u, i)] = m;
 }
 
 @group(0) @binding(0) var<storage, read> bx: array<f32>;
@@ -77,8 +78,8 @@ fn max_pool_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn max_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= B.batch * B.in_h * B.in_w * B.channels {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
     let c = i % B.channels;
@@ -101,7 +102,7 @@ fn max_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
             for (var y = hs.x; y < hs.y; y++) {
                 for (var x = ws.x; x < ws.y; x++) {
                     let pix = y * B.in_w + x;
-                    let v = bx[(n * B.in_h * B.in_w + pix) * B.channels + c];
+                    let v = bx[at(0u, (n * B.in_h * B.in_w + pix) * B.channels + c)];
                     if v > m || v != v {
                         m = v;
                         arg = pix;
@@ -109,9 +110,9 @@ fn max_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
                 }
             }
             if arg == me {
-                d += bdy[((n * B.out_h + oh) * B.out_w + ow) * B.channels + c];
+                d += bdy[at(1u, ((n * B.out_h + oh) * B.out_w + ow) * B.channels + c)];
             }
         }
     }
-    bdx[i] = d;
+    bdx[at(2u, i)] = d;
 }

@@ -2,6 +2,10 @@
 // weights of every output row and column are computed on the host (in f32, as the CPU backend
 // and PyTorch do) and read from a table, so the arithmetic matches the CPU term for term. The
 // backward pass is a gather over per-input lists of (output, weight) readers.
+//
+// Split by rows of the output (forward) or of the input (backward): W.first .. W.end are the
+// elements of the dispatch; the tensors are windowed over the rows those elements read, the
+// tables are bound whole.
 
 struct Params {
     batch: u32,
@@ -18,8 +22,6 @@ struct Params {
     o3: u32,
 }
 
-const WG: u32 = 256u;
-
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> taps: array<u32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -28,8 +30,8 @@ const WG: u32 = 256u;
 @compute @workgroup_size(256)
 fn upsample_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= P.batch * P.out_h * P.out_w * P.channels {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
     let c = i % P.channels;
@@ -46,11 +48,11 @@ fn upsample_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let wl1 = bitcast<f32>(taps[w + 3u]);
     let r0 = (n * P.in_h + taps[h]) * P.in_w;
     let r1 = (n * P.in_h + taps[h + 1u]) * P.in_w;
-    let a0 = x[(r0 + taps[w]) * P.channels + c];
-    let a1 = x[(r0 + taps[w + 1u]) * P.channels + c];
-    let b0 = x[(r1 + taps[w]) * P.channels + c];
-    let b1 = x[(r1 + taps[w + 1u]) * P.channels + c];
-    y[i] = hl0 * (wl0 * a0 + wl1 * a1) + hl1 * (wl0 * b0 + wl1 * b1);
+    let a0 = x[at(0u, (r0 + taps[w]) * P.channels + c)];
+    let a1 = x[at(0u, (r0 + taps[w + 1u]) * P.channels + c)];
+    let b0 = x[at(0u, (r1 + taps[w]) * P.channels + c)];
+    let b1 = x[at(0u, (r1 + taps[w + 1u]) * P.channels + c)];
+    y[at(2u, i)] = hl0 * (wl0 * a0 + wl1 * a1) + hl1 * (wl0 * b0 + wl1 * b1);
 }
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
@@ -61,8 +63,8 @@ fn upsample_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn upsample_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    if i >= B.batch * B.in_h * B.in_w * B.channels {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
         return;
     }
     let c = i % B.channels;
@@ -79,8 +81,8 @@ fn upsample_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         for (var b = readers[B.o2 + iw]; b < readers[B.o2 + iw + 1u]; b++) {
             let ow = readers[B.o3 + 2u * b];
             let ww = bitcast<f32>(readers[B.o3 + 2u * b + 1u]);
-            d += (wh * ww) * dy[(row + ow) * B.channels + c];
+            d += (wh * ww) * dy[at(0u, (row + ow) * B.channels + c)];
         }
     }
-    dx[i] = d;
+    dx[at(2u, i)] = d;
 }

@@ -6,8 +6,16 @@
 //! - backward-data: `dX[pixels, in] = dYcols[pixels, kh·kw·out] × Wflip[kh·kw·out, in]`, where a
 //!   row gathers the output gradients whose windows cover the input pixel (any stride)
 //! - backward-filter: `dW[out, K] = dYᵀ[out, P] × cols(x)[P, K]`
+//!
+//! All three split by image rows (a sample's row of output or input pixels): forward and
+//! backward-data compute the GEMM rows of a run of image rows, reading the rows of the other
+//! tensor their windows cover; backward-filter adds the products over a run of output rows to
+//! dW. The weights are bound whole.
 
-use super::matmul::GemmDispatch;
+use std::ops::Range;
+
+use super::matmul::{GemmDispatch, GemmSplit};
+use super::window::{sample_rows, Arg, Slide};
 use super::{check_len, WgpuBackend, WgpuBuffer};
 use crate::backend::*;
 use crate::error::Result;
@@ -43,6 +51,27 @@ fn check(
     ])
 }
 
+/// The kernel's window along the rows.
+fn slide(p: &Conv2dParams) -> Slide {
+    Slide {
+        in_rows: p.in_h,
+        out_rows: p.out_h(),
+        stride: p.stride[0],
+        pad: p.padding[0],
+        extent: (p.kernel[0] - 1) * p.dilation[0] + 1,
+    }
+}
+
+/// The elements of x that runs of output rows read.
+fn input_rows(p: &Conv2dParams) -> impl Fn(Range<usize>) -> Range<usize> + '_ {
+    let s = slide(p);
+    move |u| {
+        sample_rows(u, p.out_h(), p.in_h, p.in_w * p.in_channels, |r| {
+            s.inputs(r..r + 1)
+        })
+    }
+}
+
 impl ConvOps for WgpuBackend {
     fn conv2d_forward(
         &self,
@@ -61,7 +90,16 @@ impl ConvOps for WgpuBackend {
             beta: 0.0,
             conv,
         };
-        self.gemm_dispatch(OP, 1, [false; 2], &g, &x.buf, &w.buf, &y.buf)
+        let s = GemmSplit {
+            depth: false,
+            unit: "output row",
+            units: p.batch * p.out_h(),
+            per: p.out_w(),
+        };
+        let x_rows = input_rows(p);
+        let (a, b) = (Arg::map(&x.buf, &x_rows), Arg::whole(&w.buf));
+        let c = Arg::per(&y.buf, p.out_w() * p.out_channels);
+        self.gemm_launch(OP, 1, [false; 2], &g, s, a, b, c)
     }
 
     fn conv2d_backward_data(
@@ -81,7 +119,22 @@ impl ConvOps for WgpuBackend {
             beta: 0.0,
             conv,
         };
-        self.gemm_dispatch(OP, 2, [false; 2], &g, &dy.buf, &w.buf, &dx.buf)
+        let s = GemmSplit {
+            depth: false,
+            unit: "input row",
+            units: p.batch * p.in_h,
+            per: p.in_w,
+        };
+        // An input row gathers the output rows whose windows cover it.
+        let sl = slide(p);
+        let dy_rows = |u| {
+            sample_rows(u, p.in_h, p.out_h(), p.out_w() * p.out_channels, |r| {
+                sl.outputs(r..r + 1)
+            })
+        };
+        let (a, b) = (Arg::map(&dy.buf, &dy_rows), Arg::whole(&w.buf));
+        let c = Arg::per(&dx.buf, p.in_w * p.in_channels);
+        self.gemm_launch(OP, 2, [false; 2], &g, s, a, b, c)
     }
 
     fn conv2d_backward_filter(
@@ -101,6 +154,15 @@ impl ConvOps for WgpuBackend {
             beta: 0.0,
             conv,
         };
-        self.gemm_dispatch(OP, 3, [false; 2], &g, &dy.buf, &x.buf, &dw.buf)
+        let s = GemmSplit {
+            depth: true,
+            unit: "output row",
+            units: p.batch * p.out_h(),
+            per: p.out_w(),
+        };
+        let x_rows = input_rows(p);
+        let a = Arg::per(&dy.buf, p.out_w() * p.out_channels);
+        let (b, c) = (Arg::map(&x.buf, &x_rows), Arg::whole(&dw.buf));
+        self.gemm_launch(OP, 3, [false; 2], &g, s, a, b, c)
     }
 }

@@ -1,5 +1,8 @@
 //! Elementwise maps, broadcasting binary maps, fill, axpy and dropout (`shaders/elementwise.wgsl`).
 
+use std::ops::Range;
+
+use super::window::{Arg, Work};
 use super::{check_len, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
 use crate::backend::*;
 use crate::error::{Error, Result};
@@ -30,60 +33,126 @@ fn dropout_scale(op: &'static str, p: f32) -> Result<f32> {
     Ok(1.0 / (1.0 - p))
 }
 
-/// The uniform block `Strided` of the broadcasting kernels: the output's axes with size-1 axes
-/// dropped and contiguous neighbours merged, and each operand's strides along them.
-pub(super) fn strided_words(
-    op: &'static str,
-    a: &Shape,
-    b: &Shape,
-    out: &Shape,
-) -> Result<Vec<u32>> {
-    let stride_of = |s: &Shape, k: usize| -> usize {
-        if k >= s.rank() || s.dim_from_end(k) == 1 {
-            0
-        } else {
-            s.strides()[s.rank() - 1 - k]
-        }
-    };
-    let (mut dims, mut sa, mut sb): (Vec<usize>, Vec<usize>, Vec<usize>) = Default::default();
-    for k in (0..out.rank()).rev() {
-        let d = out.dim_from_end(k);
-        if d == 1 {
-            continue;
-        }
-        let (x, y) = (stride_of(a, k), stride_of(b, k));
-        if let Some(last) = dims.len().checked_sub(1) {
-            if sa[last] == x * d && sb[last] == y * d {
-                dims[last] *= d;
-                sa[last] = x;
-                sb[last] = y;
+/// The output's axes with size-1 axes dropped and contiguous neighbours merged, and the element
+/// strides of operands `a` and `b` along them (0 where an operand is broadcast): the uniform
+/// block `Strided` of the broadcasting kernels, and what a range of output elements reads.
+pub(super) struct Strided {
+    dims: Vec<usize>,
+    strides: [Vec<usize>; 2],
+}
+
+impl Strided {
+    pub fn new(op: &'static str, a: &Shape, b: &Shape, out: &Shape) -> Result<Self> {
+        let stride_of = |s: &Shape, k: usize| -> usize {
+            if k >= s.rank() || s.dim_from_end(k) == 1 {
+                0
+            } else {
+                s.strides()[s.rank() - 1 - k]
+            }
+        };
+        let (mut dims, mut sa, mut sb): (Vec<usize>, Vec<usize>, Vec<usize>) = Default::default();
+        for k in (0..out.rank()).rev() {
+            let d = out.dim_from_end(k);
+            if d == 1 {
                 continue;
             }
+            let (x, y) = (stride_of(a, k), stride_of(b, k));
+            if let Some(last) = dims.len().checked_sub(1) {
+                if sa[last] == x * d && sb[last] == y * d {
+                    dims[last] *= d;
+                    sa[last] = x;
+                    sb[last] = y;
+                    continue;
+                }
+            }
+            dims.push(d);
+            sa.push(x);
+            sb.push(y);
         }
-        dims.push(d);
-        sa.push(x);
-        sb.push(y);
+        if dims.len() > MAX_RANK {
+            return Err(Error::shape(
+                op,
+                format!("more than {MAX_RANK} non-mergeable axes"),
+                &[a, b, out],
+            ));
+        }
+        Ok(Strided {
+            dims,
+            strides: [sa, sb],
+        })
     }
-    if dims.len() > MAX_RANK {
-        return Err(Error::shape(
+
+    /// The words of the uniform block `Strided`.
+    pub fn words(&self, op: &'static str) -> Result<Vec<u32>> {
+        let mut words = vec![self.dims.len() as u32, 0, 0, 0];
+        for list in [&self.dims, &self.strides[0], &self.strides[1]] {
+            let mut block = [0u32; MAX_RANK];
+            for (w, &v) in block.iter_mut().zip(list.iter()) {
+                *w = word(op, v)?;
+            }
+            words.extend_from_slice(&block);
+        }
+        Ok(words)
+    }
+
+    /// The elements of operand `k` (0: `a`, 1: `b`) that the output elements `r` read: exact
+    /// along the axes where the first and last element of `r` agree, the whole extent of the
+    /// axes inside the first one where they differ. Exact for an operand that is not broadcast.
+    pub fn span(&self, k: usize, r: Range<usize>) -> Range<usize> {
+        if r.is_empty() {
+            return 0..0;
+        }
+        let (dims, st) = (&self.dims, &self.strides[k]);
+        let coords = |mut i: usize| -> Vec<usize> {
+            let mut c = vec![0; dims.len()];
+            for d in (0..dims.len()).rev() {
+                c[d] = i % dims[d];
+                i /= dims[d];
+            }
+            c
+        };
+        let (first, last) = (coords(r.start), coords(r.end - 1));
+        let mut base = 0;
+        for d in 0..dims.len() {
+            if first[d] != last[d] {
+                let inner: usize = (d + 1..dims.len()).map(|e| (dims[e] - 1) * st[e]).sum();
+                return base + first[d] * st[d]..base + last[d] * st[d] + inner + 1;
+            }
+            base += first[d] * st[d];
+        }
+        base..base + 1
+    }
+
+    /// Runs the broadcasting kernel `k` over the output `y`, reading `a` and (for binary maps)
+    /// `b`, split by output elements.
+    pub fn launch(
+        &self,
+        backend: &WgpuBackend,
+        op: &'static str,
+        k: Kernel<'_>,
+        a: &::wgpu::Buffer,
+        b: Option<&::wgpu::Buffer>,
+        y: &WgpuBuffer,
+    ) -> Result<()> {
+        let span_a = |r: Range<usize>| self.span(0, r);
+        let span_b = |r: Range<usize>| self.span(1, r);
+        let mut inputs = vec![Arg::map(a, &span_a)];
+        if let Some(b) = b {
+            inputs.push(Arg::map(b, &span_b));
+        }
+        backend.launch(
             op,
-            format!("more than {MAX_RANK} non-mergeable axes"),
-            &[a, b, out],
-        ));
+            k,
+            &inputs,
+            &[Arg::per(&y.buf, 1)],
+            &self.words(op)?,
+            &Work::threads("element", y.len, 1),
+        )
     }
-    let mut words = vec![word(op, out.numel())?, dims.len() as u32, 0, 0];
-    for list in [&dims, &sa, &sb] {
-        let mut block = [0u32; MAX_RANK];
-        for (w, &v) in block.iter_mut().zip(list.iter()) {
-            *w = word(op, v)?;
-        }
-        words.extend_from_slice(&block);
-    }
-    Ok(words)
 }
 
 impl WgpuBackend {
-    /// `y = f(x)` elementwise with the `Scalars` block `(n, a, b, key)`.
+    /// `y = f(x)` elementwise with the `Scalars` block `(a, b, key)`.
     #[allow(clippy::too_many_arguments)]
     fn map1(
         &self,
@@ -96,15 +165,14 @@ impl WgpuBackend {
         b: f32,
         key: u32,
     ) -> Result<()> {
-        let n = y.len;
         let constants = [("OP", code as f64)];
-        self.dispatch(
+        self.launch(
             op,
             Kernel::with(SHADER, entry, &constants),
-            &[&x.buf],
-            &[&y.buf],
-            &[word(op, n)?, a.to_bits(), b.to_bits(), key],
-            self.grid_for(op, n)?,
+            &[Arg::per(&x.buf, 1)],
+            &[Arg::per(&y.buf, 1)],
+            &[a.to_bits(), b.to_bits(), key],
+            &Work::threads("element", y.len, 1),
         )
     }
 
@@ -122,8 +190,7 @@ impl WgpuBackend {
             self.copy_raw(&x.buf, &y.buf, x.len);
             return Ok(());
         }
-        // Mask indices are element indices modulo 2^32, as on the CPU; larger buffers exceed
-        // the binding limit anyway.
+        // Mask indices are element indices, as on the CPU (buffers hold fewer than 2^32).
         let key = rng::seed_key(seed);
         self.map1(op, "dropout", 0, x, y, p, scale, key)
     }
@@ -151,13 +218,17 @@ impl ElementwiseOps for WgpuBackend {
         check_len(OP, dx, n)?;
         let (code, a, b) = op.kernel_code();
         let constants = [("OP", code as f64)];
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::with(SHADER, "unary_backward", &constants),
-            &[&x.buf, &y.buf, &dy.buf],
-            &[&dx.buf],
-            &[word(OP, n)?, a.to_bits(), b.to_bits(), 0],
-            self.grid_for(OP, n)?,
+            &[
+                Arg::per(&x.buf, 1),
+                Arg::per(&y.buf, 1),
+                Arg::per(&dy.buf, 1),
+            ],
+            &[Arg::per(&dx.buf, 1)],
+            &[a.to_bits(), b.to_bits(), 0],
+            &Work::threads("element", n, 1),
         )
     }
 
@@ -187,27 +258,25 @@ impl ElementwiseOps for WgpuBackend {
                 &[a_shape, b_shape, &out],
             ));
         }
-        let words = strided_words(OP, a_shape, b_shape, &out)?;
         let constants = [("OP", binary_code(op) as f64)];
-        self.dispatch(
+        Strided::new(OP, a_shape, b_shape, &out)?.launch(
+            self,
             OP,
             Kernel::with(SHADER, "binary", &constants),
-            &[&a.buf, &b.buf],
-            &[&y.buf],
-            &words,
-            self.grid_for(OP, out.numel())?,
+            &a.buf,
+            Some(&b.buf),
+            y,
         )
     }
 
     fn fill(&self, y: &mut WgpuBuffer, value: f32) -> Result<()> {
-        const OP: &str = "fill";
-        self.dispatch(
-            OP,
+        self.launch(
+            "fill",
             Kernel::new(SHADER, "fill"),
             &[],
-            &[&y.buf],
-            &[word(OP, y.len)?, value.to_bits(), 0, 0],
-            self.grid_for(OP, y.len)?,
+            &[Arg::per(&y.buf, 1)],
+            &[value.to_bits(), 0, 0],
+            &Work::threads("element", y.len, 1),
         )
     }
 

@@ -1,5 +1,8 @@
-//! Concatenation and split along the last axis (`shaders/layout.wgsl`), one dispatch per part.
+//! Concatenation and split along the last axis (`shaders/layout.wgsl`), dispatches per part.
 
+use std::ops::Range;
+
+use super::window::{Arg, Work};
 use super::{check_len, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
 use crate::backend::*;
 use crate::error::{Error, Result};
@@ -25,6 +28,49 @@ fn check_parts<'a>(
     Ok(total)
 }
 
+impl WgpuBackend {
+    /// Copies every part into its columns of the whole tensor (`concat`) or back out, split by
+    /// rows.
+    fn parts<'a>(
+        &self,
+        op: &'static str,
+        concat: bool,
+        rows: usize,
+        total: usize,
+        parts: impl Iterator<Item = (&'a WgpuBuffer, usize)>,
+        whole: &WgpuBuffer,
+    ) -> Result<()> {
+        let mut offset = 0;
+        for (part, width) in parts {
+            // Rows a..b of the part are the whole tensor's elements from column `offset` of row
+            // a to column `offset + width` of row b − 1.
+            let columns = |u: Range<usize>| {
+                if u.is_empty() {
+                    return 0..0;
+                }
+                u.start * total + offset..(u.end - 1) * total + offset + width
+            };
+            let (part_arg, whole_arg) =
+                (Arg::per(&part.buf, width), Arg::map(&whole.buf, &columns));
+            let (entry, src, dst) = if concat {
+                ("concat_part", part_arg, whole_arg)
+            } else {
+                ("split_part", whole_arg, part_arg)
+            };
+            self.launch(
+                op,
+                Kernel::new(SHADER, entry),
+                &[src],
+                &[dst],
+                &[word(op, width)?, word(op, total)?, word(op, offset)?],
+                &Work::threads("row", rows, width),
+            )?;
+            offset += width;
+        }
+        Ok(())
+    }
+}
+
 impl LayoutOps for WgpuBackend {
     fn concat_last(
         &self,
@@ -34,19 +80,7 @@ impl LayoutOps for WgpuBackend {
     ) -> Result<()> {
         const OP: &str = "concat_last";
         let total = check_parts(OP, rows, parts.iter().copied(), y)?;
-        let mut offset = 0;
-        for &(part, width) in parts {
-            self.dispatch(
-                OP,
-                Kernel::new(SHADER, "concat_part"),
-                &[&part.buf],
-                &[&y.buf],
-                &[rows as u32, width as u32, total as u32, offset as u32],
-                self.grid_for(OP, part.len)?,
-            )?;
-            offset += width;
-        }
-        Ok(())
+        self.parts(OP, true, rows, total, parts.iter().copied(), y)
     }
 
     fn split_last(
@@ -56,19 +90,8 @@ impl LayoutOps for WgpuBackend {
         parts: &mut [(&mut WgpuBuffer, usize)],
     ) -> Result<()> {
         const OP: &str = "split_last";
-        let total = check_parts(OP, rows, parts.iter().map(|(b, w)| (&**b, *w)), x)?;
-        let mut offset = 0;
-        for (part, width) in parts.iter() {
-            self.dispatch(
-                OP,
-                Kernel::new(SHADER, "split_part"),
-                &[&x.buf],
-                &[&part.buf],
-                &[rows as u32, *width as u32, total as u32, offset as u32],
-                self.grid_for(OP, part.len)?,
-            )?;
-            offset += *width;
-        }
-        Ok(())
+        let parts = || parts.iter().map(|(b, w)| (&**b, *w));
+        let total = check_parts(OP, rows, parts(), x)?;
+        self.parts(OP, false, rows, total, parts(), x)
     }
 }

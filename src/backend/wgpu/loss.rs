@@ -1,7 +1,8 @@
 //! Losses with their gradients, foreground masks, the distance transform and confusion counts
 //! (`shaders/loss.wgsl`).
 //!
-//! Scalar losses are sums of per-row terms written to scratch and summed on the device.
+//! Scalar losses are sums of per-row terms written to scratch and summed on the device. Kernels
+//! are split by rows (pixels), images for the column pass of the distance transform.
 //!
 //! Labels live on the device, so only the device can check them: a label that is neither a
 //! class in `[0, classes)` nor the ignore index (for [`LossOps::foreground_mask`], one that is
@@ -11,6 +12,9 @@
 //! as the CPU backend: the one place this backend waits outside `download` and `sync`, paid once
 //! per loss evaluation so that bad labels are an error where they are used.
 
+use std::ops::Range;
+
+use super::window::{Arg, Work};
 use super::{check_len, product, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
 use crate::backend::*;
 use crate::error::{Error, Result};
@@ -26,24 +30,28 @@ fn ignore_words(ignore: Option<u32>) -> [u32; 2] {
 }
 
 impl WgpuBackend {
-    /// `totals[g, c] = Σ_r data[(g·rows + r)·width + c]`.
+    /// `totals[c] = Σ_r data[r·width + c]`.
     fn column_sums(
         &self,
         op: &'static str,
         data: &::wgpu::Buffer,
-        groups: usize,
         rows: usize,
         width: usize,
         totals: &::wgpu::Buffer,
     ) -> Result<()> {
-        self.dispatch(
+        self.launch(
             op,
             Kernel::new(SHADER, "column_sums"),
-            &[data],
-            &[totals],
-            &[word(op, groups)?, word(op, rows)?, word(op, width)?],
-            self.grid(op, groups * width)?,
+            &[Arg::per(data, width)],
+            &[Arg::whole(totals)],
+            &[word(op, width)?],
+            &Work::groups("row", rows, width),
         )
+    }
+
+    /// An optional input of one element per row, or the placeholder bound whole.
+    fn optional<'a>(buf: Option<&'a WgpuBuffer>, none: &'a ::wgpu::Buffer) -> Arg<'a> {
+        buf.map_or(Arg::whole(none), |b| Arg::per(&b.buf, 1))
     }
 
     /// A fresh status buffer for one label-checking kernel: op code, row, label bits, 0.
@@ -105,18 +113,25 @@ impl LossOps for WgpuBackend {
         }
         let none = self.placeholder();
         let cw = class_weights.map_or(&none, |b| &b.buf);
-        let pw = pixel_weights.map_or(&none, |b| &b.buf);
         let terms = self.scratch(OP, 2 * rows)?;
         let totals = self.scratch(OP, 2)?;
         let [ignore, has_ignore] = ignore_words(p.ignore_index);
         let status = self.status(OP)?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "ce_rows"),
-            &[&logits.buf, &labels.buf, cw, pw],
-            &[&grad.buf, &terms, &status],
             &[
-                word(OP, rows)?,
+                Arg::per(&logits.buf, classes),
+                Arg::per(&labels.buf, 1),
+                Arg::whole(cw),
+                Self::optional(pixel_weights, &none),
+            ],
+            &[
+                Arg::per(&grad.buf, classes),
+                Arg::per(&terms, 2),
+                Arg::whole(&status),
+            ],
+            &[
                 word(OP, classes)?,
                 ignore,
                 has_ignore,
@@ -124,17 +139,18 @@ impl LossOps for WgpuBackend {
                 u32::from(pixel_weights.is_some()),
                 p.gamma.to_bits(),
             ],
-            self.grid_for(OP, rows)?,
+            &Work::threads("row", rows, 1),
         )?;
-        self.column_sums(OP, &terms, 1, rows, 2, &totals)?;
+        self.column_sums(OP, &terms, rows, 2, &totals)?;
         let constants = [("MODE", 0.0)];
-        self.dispatch(
+        // At least one thread, which writes the loss.
+        self.launch(
             OP,
             Kernel::with(SHADER, "loss_finish", &constants),
-            &[&totals],
-            &[&grad.buf, &loss.buf],
+            &[Arg::whole(&totals)],
+            &[Arg::per(&grad.buf, 1), Arg::whole(&loss.buf)],
             &[word(OP, len)?, 0],
-            self.grid_for(OP, len.max(1))?,
+            &Work::threads("element", len.max(1), 1),
         )?;
         self.check_labels(OP, &status)
     }
@@ -159,32 +175,36 @@ impl LossOps for WgpuBackend {
             check_len(OP, w, n)?;
         }
         let none = self.placeholder();
-        let pw = pixel_weights.map_or(&none, |b| &b.buf);
         let inv_n = if n == 0 { 0.0 } else { (1.0 / n as f64) as f32 };
         let terms = self.scratch(OP, n)?;
         let totals = self.scratch(OP, 1)?;
-        self.dispatch(
+        let element = |buf| Arg::per(buf, 1);
+        self.launch(
             OP,
             Kernel::new(SHADER, "bce_rows"),
-            &[&logits.buf, &targets.buf, pw],
-            &[&grad.buf, &terms],
             &[
-                word(OP, n)?,
+                element(&logits.buf),
+                element(&targets.buf),
+                Self::optional(pixel_weights, &none),
+            ],
+            &[element(&grad.buf), element(&terms)],
+            &[
                 u32::from(pixel_weights.is_some()),
                 p.pos_weight.to_bits(),
                 inv_n.to_bits(),
             ],
-            self.grid_for(OP, n)?,
+            &Work::threads("element", n, 1),
         )?;
-        self.column_sums(OP, &terms, 1, n, 1, &totals)?;
+        self.column_sums(OP, &terms, n, 1, &totals)?;
+        // One thread writes the loss; the gradient, not used in this mode, binds one element.
         let constants = [("MODE", 1.0)];
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::with(SHADER, "loss_finish", &constants),
-            &[&totals],
-            &[&grad.buf, &loss.buf],
+            &[Arg::whole(&totals)],
+            &[element(&grad.buf), Arg::whole(&loss.buf)],
             &[word(OP, n)?, inv_n.to_bits()],
-            [1, 1, 1],
+            &Work::threads("element", 1, 1),
         )
     }
 
@@ -225,38 +245,45 @@ impl LossOps for WgpuBackend {
         let sums = self.scratch(OP, product(OP, &[p.images, 3, classes])?)?;
         let coef = self.scratch(OP, product(OP, &[p.images, classes, 2])?)?;
         let status = self.status(OP)?;
+        let rows_work = Work::threads("row", rows, 1);
         // The probabilities go into `grad`, which the last pass turns into the gradient.
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "dice_probs"),
-            &[&logits.buf, &labels.buf],
-            &[&grad.buf, &status],
+            &[Arg::per(&logits.buf, classes), Arg::per(&labels.buf, 1)],
+            &[Arg::per(&grad.buf, classes), Arg::whole(&status)],
             &words,
-            self.grid_for(OP, rows)?,
+            &rows_work,
         )?;
-        self.dispatch(
+        // A workgroup per class of every image the rows meet.
+        let pixels = p.pixels_per_image;
+        let images_met = move |u: Range<usize>| (u.end - 1) / pixels + 1 - u.start / pixels;
+        self.launch(
             OP,
             Kernel::new(SHADER, "dice_sums"),
-            &[&grad.buf, &labels.buf],
-            &[&sums],
+            &[Arg::per(&grad.buf, classes), Arg::per(&labels.buf, 1)],
+            &[Arg::whole(&sums)],
             &words,
-            self.grid(OP, p.images * classes)?,
+            &Work::new("row", rows, move |u| {
+                let groups = images_met(u.clone()) * classes;
+                (u, groups)
+            }),
         )?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "dice_coef"),
-            &[&sums],
-            &[&coef, &loss.buf],
+            &[Arg::whole(&sums)],
+            &[Arg::whole(&coef), Arg::whole(&loss.buf)],
             &words,
-            [1, 1, 1],
+            &Work::groups("call", 1, 1),
         )?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "dice_grad"),
-            &[&labels.buf, &coef],
-            &[&grad.buf],
+            &[Arg::per(&labels.buf, 1), Arg::whole(&coef)],
+            &[Arg::per(&grad.buf, classes)],
             &words,
-            self.grid_for(OP, rows)?,
+            &rows_work,
         )?;
         self.check_labels(OP, &status)
     }
@@ -275,18 +302,17 @@ impl LossOps for WgpuBackend {
             None => (0.0, 0),
         };
         let status = self.status(OP)?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "foreground"),
-            &[&labels.buf],
-            &[&mask.buf, &status],
+            &[Arg::per(&labels.buf, 1)],
+            &[Arg::per(&mask.buf, 1), Arg::whole(&status)],
             &[
-                word(OP, p.len)?,
                 (p.background as f32).to_bits(),
                 ignore.to_bits(),
                 has_ignore,
             ],
-            self.grid_for(OP, p.len)?,
+            &Work::threads("element", p.len, 1),
         )?;
         self.check_labels(OP, &status)
     }
@@ -305,7 +331,6 @@ impl LossOps for WgpuBackend {
             return Ok(());
         }
         let words = [
-            word(OP, p.batch)?,
             word(OP, p.height)?,
             word(OP, p.width)?,
             p.empty_distance().to_bits(),
@@ -314,21 +339,24 @@ impl LossOps for WgpuBackend {
         let cols = self.scratch(OP, len)?;
         let sites = self.scratch(OP, len)?;
         let bounds = self.scratch(OP, len)?;
-        self.dispatch(
+        // A thread per column reads its whole image: split by images.
+        let image = p.height * p.width;
+        self.launch(
             OP,
             Kernel::new(SHADER, "dt_columns"),
-            &[&mask.buf],
-            &[&cols],
+            &[Arg::per(&mask.buf, image)],
+            &[Arg::per(&cols, image)],
             &words,
-            self.grid_for(OP, p.batch * p.width)?,
+            &Work::threads("image", p.batch, p.width),
         )?;
-        self.dispatch(
+        let row = |buf| Arg::per(buf, p.width);
+        self.launch(
             OP,
             Kernel::new(SHADER, "dt_rows"),
-            &[&cols],
-            &[&out.buf, &sites, &bounds],
+            &[row(&cols)],
+            &[row(&out.buf), row(&sites), row(&bounds)],
             &words,
-            self.grid_for(OP, p.batch * p.height)?,
+            &Work::threads("row", p.batch * p.height, 1),
         )
     }
 
@@ -351,27 +379,26 @@ impl LossOps for WgpuBackend {
         // New buffers are zero-filled: the counters start at 0.
         let acc = self.scratch(OP, cells)?;
         let status = self.status(OP)?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "confusion_count"),
-            &[&logits.buf, &labels.buf],
-            &[&acc, &status],
+            &[Arg::per(&logits.buf, classes), Arg::per(&labels.buf, 1)],
+            &[Arg::whole(&acc), Arg::whole(&status)],
             &[
-                word(OP, rows)?,
                 word(OP, p.pixels_per_image)?,
                 word(OP, classes)?,
                 ignore,
                 has_ignore,
             ],
-            self.grid_for(OP, rows)?,
+            &Work::threads("row", rows, 1),
         )?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "confusion_store"),
-            &[&acc],
-            &[&counts.buf],
-            &[word(OP, cells)?, 0],
-            self.grid_for(OP, cells)?,
+            &[Arg::per(&acc, 1)],
+            &[Arg::per(&counts.buf, 1)],
+            &[],
+            &Work::threads("element", cells, 1),
         )?;
         self.check_labels(OP, &status)
     }

@@ -6,9 +6,12 @@
 //! [`Memory::download`] and [`Memory::sync`], the only calls that wait for the device (besides
 //! the label check of the losses, see `loss.rs`).
 //!
-//! Buffers are storage buffers of f32 with their element count. A shader binds its inputs as
-//! read-only storage at bindings `0..i`, its outputs as read-write storage at `i..i + o`, and a
-//! small uniform block of parameters (32-bit words) at `i + o`.
+//! Buffers are storage buffers of f32 with their element count, one wgpu buffer each, of up to
+//! the device's `max_buffer_size`. A shader binds its inputs as read-only storage at bindings
+//! `0..i`, its outputs as read-write storage at `i..i + o`, and a small uniform block of
+//! parameters (32-bit words) at `i + o`; group 1 holds the window of the dispatch. A storage
+//! binding may be smaller than a buffer (`max_storage_buffer_binding_size`), so kernels run in as
+//! many dispatches as their buffers need windows (`window.rs`, `shaders/window.wgsl`).
 //!
 //! Errors the device reports asynchronously (validation, out of memory) are kept and returned by
 //! the next call that waits.
@@ -23,6 +26,7 @@ mod optim;
 mod pool;
 mod reduce;
 mod resample;
+mod window;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,13 +70,13 @@ pub(crate) fn backend_error(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Threads per workgroup of the one-thread-per-element kernels (`WG` in the shaders).
-pub(crate) const WG: u32 = 256;
+/// Threads per workgroup of the one-thread-per-index kernels (`WG` in `shaders/window.wgsl`).
+pub(crate) const WG: usize = 256;
 
 /// Dispatches recorded before the pending encoder is submitted without being asked to.
 const MAX_PENDING: u32 = 64;
 
-/// A shader file of `shaders/`, embedded in the library.
+/// A shader file of `shaders/`, embedded in the library after the prelude `window.wgsl`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shader {
     pub name: &'static str,
@@ -83,7 +87,10 @@ macro_rules! shader {
     ($name:literal) => {
         $crate::backend::wgpu::Shader {
             name: $name,
-            source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $name)),
+            source: concat!(
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/window.wgsl")),
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $name))
+            ),
         }
     };
 }
@@ -139,12 +146,26 @@ struct Pending {
     dispatches: u32,
 }
 
+/// The device limits the kernels are split by.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Bytes one storage binding may cover.
+    max_binding: u64,
+    /// Bytes one buffer may hold.
+    max_buffer: u64,
+    /// The alignment of a storage binding's offset, in bytes.
+    align: u64,
+    /// Workgroups along one dimension of a dispatch.
+    max_groups: u32,
+}
+
 struct Context {
     device: wgpu::Device,
     queue: wgpu::Queue,
     name: String,
-    max_binding: u64,
-    max_groups: u32,
+    limits: Limits,
+    /// The layout of group 1, the window uniform every pipeline shares.
+    window_layout: wgpu::BindGroupLayout,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     pending: Mutex<Pending>,
     /// The first error the device reported since the last wait.
@@ -213,13 +234,22 @@ impl WgpuBackend {
     /// Opens the adapter wgpu prefers (a discrete GPU first) with its full limits; a typed
     /// `Error::Backend` when there is no adapter or no device.
     pub fn new() -> Result<Self> {
+        Self::with_limits(|_| {})
+    }
+
+    /// Opens the adapter wgpu prefers with its limits as changed by `adjust`: lower maxima or
+    /// coarser alignments than the adapter's (beyond them, a typed `Error::Backend`). Kernels
+    /// then split their work by these limits, as on a device that has them, e.g. a storage
+    /// binding of a few KiB to run the split paths on small tensors.
+    pub fn with_limits(adjust: impl FnOnce(&mut wgpu::Limits)) -> Result<Self> {
         let adapter = request_adapter()?;
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        adjust(&mut limits);
         let desc = wgpu::DeviceDescriptor {
             label: Some("magnet"),
             required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
+            required_limits: limits,
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
@@ -232,16 +262,24 @@ impl WgpuBackend {
                 *s = Some(e.to_string());
             }
         }));
-        let max_binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        // The device enforces what was granted, which is what the kernels must respect.
+        let granted = device.limits();
+        let limits = Limits {
+            max_binding: granted
+                .max_storage_buffer_binding_size
+                .min(granted.max_buffer_size),
+            max_buffer: granted.max_buffer_size,
+            align: u64::from(granted.min_storage_buffer_offset_alignment.max(4)),
+            max_groups: granted.max_compute_workgroups_per_dimension.max(1),
+        };
+        let window_layout = window::layout(&device);
         Ok(WgpuBackend {
             ctx: Arc::new(Context {
                 device,
                 queue,
                 name: format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend),
-                max_binding,
-                max_groups: limits.max_compute_workgroups_per_dimension,
+                limits,
+                window_layout,
                 pipelines: Mutex::new(HashMap::new()),
                 pending: Mutex::new(Pending::default()),
                 error,
@@ -343,11 +381,24 @@ impl WgpuBackend {
             })
     }
 
-    /// A zero-filled internal storage buffer of `words` 32-bit words.
+    /// A zero-filled storage buffer of `words` 32-bit words (at least one), within the device's
+    /// buffer size and the 32-bit element indices of the shaders.
     pub(crate) fn scratch(&self, op: &'static str, words: usize) -> Result<wgpu::Buffer> {
+        if u32::try_from(words).is_err() {
+            return Err(Error::invalid(
+                op,
+                format!("a buffer of {words} elements exceeds the 2^32 - 1 that shaders index"),
+            ));
+        }
         let size = (words.max(1) as u64) * 4;
-        if size > self.ctx.max_binding {
-            return Err(self.too_large(op, size));
+        if size > self.ctx.limits.max_buffer {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "a buffer of {size} bytes exceeds the device's maximum buffer size of {} bytes",
+                    self.ctx.limits.max_buffer
+                ),
+            ));
         }
         Ok(self.device().create_buffer(&wgpu::BufferDescriptor {
             label: None,
@@ -357,16 +408,6 @@ impl WgpuBackend {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
-    }
-
-    fn too_large(&self, op: &'static str, bytes: u64) -> Error {
-        Error::invalid(
-            op,
-            format!(
-                "a buffer of {bytes} bytes exceeds the device's storage binding limit of {} bytes",
-                self.ctx.max_binding
-            ),
-        )
     }
 
     fn pipeline(&self, k: &Kernel<'_>, inputs: usize, outputs: usize) -> Result<Arc<Pipeline>> {
@@ -411,7 +452,7 @@ impl WgpuBackend {
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(k.entry),
-            bind_group_layouts: &[Some(&layout)],
+            bind_group_layouts: &[Some(&layout), Some(&self.ctx.window_layout)],
             immediate_size: 0,
         });
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -440,89 +481,6 @@ impl WgpuBackend {
         Ok(p)
     }
 
-    /// Records one dispatch of `k` over `groups` workgroups (see [`Self::grid`]) with the given
-    /// read-only inputs, read-write outputs and uniform parameter words.
-    pub(crate) fn dispatch(
-        &self,
-        op: &'static str,
-        k: Kernel<'_>,
-        inputs: &[&wgpu::Buffer],
-        outputs: &[&wgpu::Buffer],
-        params: &[u32],
-        groups: [u32; 3],
-    ) -> Result<()> {
-        if groups.contains(&0) {
-            return Ok(());
-        }
-        for b in inputs.iter().chain(outputs) {
-            if b.size() > self.ctx.max_binding {
-                return Err(self.too_large(op, b.size()));
-            }
-        }
-        let pipeline = self.pipeline(&k, inputs.len(), outputs.len())?;
-        // Uniform blocks are padded to 16 bytes.
-        let mut words = params.to_vec();
-        words.resize(params.len().div_ceil(4).max(1) * 4, 0);
-        let uniform = self
-            .device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(&words),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut entries: Vec<wgpu::BindGroupEntry> = inputs
-            .iter()
-            .chain(outputs)
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: (inputs.len() + outputs.len()) as u32,
-            resource: uniform.as_entire_binding(),
-        });
-        let bind_group = self.device().create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.layout,
-            entries: &entries,
-        });
-        self.record(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(k.entry),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&pipeline.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        });
-        Ok(())
-    }
-
-    /// A grid of `count` workgroups folded into x and y so neither exceeds the device's limit;
-    /// shaders number their workgroup `id.x + id.y · num_workgroups.x` and skip ids ≥ `count`.
-    pub(crate) fn grid(&self, op: &'static str, count: usize) -> Result<[u32; 3]> {
-        let max = self.ctx.max_groups.max(1) as usize;
-        if count == 0 {
-            return Ok([0, 1, 1]);
-        }
-        let x = count.min(max);
-        let y = count.div_ceil(x);
-        if y > max {
-            return Err(Error::invalid(
-                op,
-                format!("{count} workgroups exceed the device's dispatch limit"),
-            ));
-        }
-        Ok([x as u32, y as u32, 1])
-    }
-
-    /// The grid of a one-thread-per-element kernel over `n` elements.
-    pub(crate) fn grid_for(&self, op: &'static str, n: usize) -> Result<[u32; 3]> {
-        self.grid(op, n.div_ceil(WG as usize))
-    }
-
     /// Records `dst[..] = src[..]` for `words` 32-bit words.
     pub(crate) fn copy_raw(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, words: usize) {
         if words == 0 {
@@ -543,23 +501,14 @@ impl Memory for WgpuBackend {
         self.ctx.name.clone()
     }
 
+    /// A tensor is one wgpu buffer, so it holds at most the device's `max_buffer_size` bytes (2 GiB
+    /// on DX12 and Linux Vulkan drivers but NVIDIA's, more there and on Metal) and 2^32 - 1
+    /// elements (the shaders' indices are 32-bit); kernels bind it in windows when it is larger
+    /// than one storage binding. Larger tensors are an `InvalidArgument` error.
     fn alloc(&self, desc: &TensorDesc) -> Result<WgpuBuffer> {
         let len = product("alloc", desc.shape.dims())?;
-        let bytes = (len.max(1) as u64)
-            .checked_mul(desc.dtype.size_bytes() as u64)
-            .ok_or_else(|| Error::invalid("alloc", "size overflows"))?;
-        if bytes > self.ctx.max_binding {
-            return Err(self.too_large("alloc", bytes));
-        }
-        // wgpu zero-fills new buffers.
-        let buf = self.device().create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        // Every dtype is f32 today: one 32-bit word per element. wgpu zero-fills new buffers.
+        let buf = self.scratch("alloc", len)?;
         Ok(WgpuBuffer { buf, len })
     }
 

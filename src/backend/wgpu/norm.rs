@@ -1,6 +1,7 @@
 //! Batch normalisation (`shaders/norm.wgsl`): per-channel statistics by one workgroup per
-//! channel, then an elementwise pass.
+//! channel, accumulated over dispatches of rows, then an elementwise pass.
 
+use super::window::{Arg, Work};
 use super::{check_len, product, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
 use crate::backend::*;
 use crate::error::{Error, Result};
@@ -52,33 +53,36 @@ impl NormOps for WgpuBackend {
             check_len(OP, buf, p.channels)?;
         }
         let w = words(OP, p)?;
-        self.dispatch(
+        // Every dispatch of rows shifts by the channel's first value, copied out of x.
+        let shift = self.scratch(OP, p.channels)?;
+        self.copy_raw(&x.buf, &shift, p.channels);
+        self.launch(
             OP,
             Kernel::new(SHADER, "bn_stats"),
-            &[&x.buf],
+            &[Arg::per(&x.buf, p.channels), Arg::whole(&shift)],
             &[
-                &save_mean.buf,
-                &save_invstd.buf,
-                &running_mean.buf,
-                &running_var.buf,
+                Arg::whole(&save_mean.buf),
+                Arg::whole(&save_invstd.buf),
+                Arg::whole(&running_mean.buf),
+                Arg::whole(&running_var.buf),
             ],
             &w,
-            self.grid(OP, p.channels)?,
+            &Work::groups("row", p.rows, p.channels),
         )?;
         let constants = [("INFERENCE", 0.0)];
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::with(SHADER, "bn_apply", &constants),
             &[
-                &x.buf,
-                &gamma.buf,
-                &beta.buf,
-                &save_mean.buf,
-                &save_invstd.buf,
+                Arg::per(&x.buf, 1),
+                Arg::whole(&gamma.buf),
+                Arg::whole(&beta.buf),
+                Arg::whole(&save_mean.buf),
+                Arg::whole(&save_invstd.buf),
             ],
-            &[&y.buf],
+            &[Arg::per(&y.buf, 1)],
             &w,
-            self.grid_for(OP, len)?,
+            &Work::threads("element", len, 1),
         )
     }
 
@@ -102,19 +106,19 @@ impl NormOps for WgpuBackend {
             check_len(OP, buf, p.channels)?;
         }
         let constants = [("INFERENCE", 1.0)];
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::with(SHADER, "bn_apply", &constants),
             &[
-                &x.buf,
-                &gamma.buf,
-                &beta.buf,
-                &running_mean.buf,
-                &running_var.buf,
+                Arg::per(&x.buf, 1),
+                Arg::whole(&gamma.buf),
+                Arg::whole(&beta.buf),
+                Arg::whole(&running_mean.buf),
+                Arg::whole(&running_var.buf),
             ],
-            &[&y.buf],
+            &[Arg::per(&y.buf, 1)],
             &words(OP, p)?,
-            self.grid_for(OP, len)?,
+            &Work::threads("element", len, 1),
         )
     }
 
@@ -141,29 +145,34 @@ impl NormOps for WgpuBackend {
             check_len(OP, buf, p.channels)?;
         }
         let w = words(OP, p)?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "bn_backward_stats"),
-            &[&x.buf, &dy.buf, &save_mean.buf, &save_invstd.buf],
-            &[&dgamma.buf, &dbeta.buf],
+            &[
+                Arg::per(&x.buf, p.channels),
+                Arg::per(&dy.buf, p.channels),
+                Arg::whole(&save_mean.buf),
+                Arg::whole(&save_invstd.buf),
+            ],
+            &[Arg::whole(&dgamma.buf), Arg::whole(&dbeta.buf)],
             &w,
-            self.grid(OP, p.channels)?,
+            &Work::groups("row", p.rows, p.channels),
         )?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "bn_backward_dx"),
             &[
-                &x.buf,
-                &dy.buf,
-                &gamma.buf,
-                &save_mean.buf,
-                &save_invstd.buf,
-                &dgamma.buf,
-                &dbeta.buf,
+                Arg::per(&x.buf, 1),
+                Arg::per(&dy.buf, 1),
+                Arg::whole(&gamma.buf),
+                Arg::whole(&save_mean.buf),
+                Arg::whole(&save_invstd.buf),
+                Arg::whole(&dgamma.buf),
+                Arg::whole(&dbeta.buf),
             ],
-            &[&dx.buf],
+            &[Arg::per(&dx.buf, 1)],
             &w,
-            self.grid_for(OP, len)?,
+            &Work::threads("element", len, 1),
         )
     }
 }

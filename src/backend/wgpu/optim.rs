@@ -1,6 +1,8 @@
-//! Fused SGD and Adam / AdamW steps (`shaders/optim.wgsl`), one dispatch per parameter tensor.
+//! Fused SGD and Adam / AdamW steps (`shaders/optim.wgsl`), per parameter tensor, split by
+//! elements.
 
-use super::{check_len, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
+use super::window::{Arg, Work};
+use super::{check_len, shader, Kernel, Shader, WgpuBackend, WgpuBuffer};
 use crate::backend::*;
 use crate::error::Result;
 
@@ -21,7 +23,6 @@ impl OptimOps for WgpuBackend {
         check_len(OP, grad, n)?;
         let damp = (1.0 - f64::from(p.dampening)) as f32;
         let words = [
-            word(OP, n)?,
             p.lr.to_bits(),
             p.weight_decay.to_bits(),
             p.momentum.to_bits(),
@@ -29,25 +30,25 @@ impl OptimOps for WgpuBackend {
             u32::from(p.first_step),
             u32::from(p.nesterov),
         ];
-        let grid = self.grid_for(OP, n)?;
+        let work = Work::threads("element", n, 1);
         if p.momentum == 0.0 {
-            return self.dispatch(
+            return self.launch(
                 OP,
                 Kernel::new(SHADER, "sgd_plain"),
-                &[&grad.buf],
-                &[&param.buf],
+                &[Arg::per(&grad.buf, 1)],
+                &[Arg::per(&param.buf, 1)],
                 &words,
-                grid,
+                &work,
             );
         }
         check_len(OP, momentum, n)?;
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "sgd"),
-            &[&grad.buf],
-            &[&param.buf, &momentum.buf],
+            &[Arg::per(&grad.buf, 1)],
+            &[Arg::per(&param.buf, 1), Arg::per(&momentum.buf, 1)],
             &words,
-            grid,
+            &work,
         )
     }
 
@@ -80,7 +81,6 @@ impl OptimOps for WgpuBackend {
         let step_size = (lr / (1.0 - b1.powf(t))) as f32;
         let bc2_sqrt = (1.0 - b2.powf(t)).powf(0.5) as f32;
         let words = [
-            word(OP, n)?,
             decay.to_bits(),
             l2.to_bits(),
             step_size.to_bits(),
@@ -90,13 +90,17 @@ impl OptimOps for WgpuBackend {
             ((1.0 - b2) as f32).to_bits(),
             p.eps.to_bits(),
         ];
-        self.dispatch(
+        self.launch(
             OP,
             Kernel::new(SHADER, "adam"),
-            &[&grad.buf],
-            &[&param.buf, &m.buf, &v.buf],
+            &[Arg::per(&grad.buf, 1)],
+            &[
+                Arg::per(&param.buf, 1),
+                Arg::per(&m.buf, 1),
+                Arg::per(&v.buf, 1),
+            ],
             &words,
-            self.grid_for(OP, n)?,
+            &Work::threads("element", n, 1),
         )
     }
 }

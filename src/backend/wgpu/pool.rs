@@ -1,5 +1,7 @@
-//! Max pooling (`shaders/pool.wgsl`).
+//! Max pooling (`shaders/pool.wgsl`), split by rows of the output (forward) or of the input
+//! (backward).
 
+use super::window::{sample_rows, Arg, Slide, Work};
 use super::{check_len, product, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
 use crate::backend::*;
 use crate::error::Result;
@@ -35,6 +37,17 @@ fn check(op: &'static str, p: &Pool2dParams, x: &WgpuBuffer) -> Result<(usize, u
     Ok((n_in, n_out, words))
 }
 
+/// The pooling window along the rows.
+fn slide(p: &Pool2dParams) -> Slide {
+    Slide {
+        in_rows: p.in_h,
+        out_rows: p.out_h(),
+        stride: p.stride[0],
+        pad: p.padding[0],
+        extent: p.kernel[0],
+    }
+}
+
 impl PoolOps for WgpuBackend {
     fn max_pool2d_forward(
         &self,
@@ -45,13 +58,15 @@ impl PoolOps for WgpuBackend {
         const OP: &str = "max_pool2d_forward";
         let (_, n_out, words) = check(OP, p, x)?;
         check_len(OP, y, n_out)?;
-        self.dispatch(
+        let (s, in_row, out_row) = (slide(p), p.in_w * p.channels, p.out_w() * p.channels);
+        let x_rows = |u| sample_rows(u, p.out_h(), p.in_h, in_row, |r| s.inputs(r..r + 1));
+        self.launch(
             OP,
             Kernel::new(SHADER, "max_pool_forward"),
-            &[&x.buf],
-            &[&y.buf],
+            &[Arg::map(&x.buf, &x_rows)],
+            &[Arg::per(&y.buf, out_row)],
             &words,
-            self.grid_for(OP, n_out)?,
+            &Work::threads("row", p.batch * p.out_h(), out_row),
         )
     }
 
@@ -68,13 +83,17 @@ impl PoolOps for WgpuBackend {
         check_len(OP, y, n_out)?;
         check_len(OP, dy, n_out)?;
         check_len(OP, dx, n_in)?;
-        self.dispatch(
+        // An input row gathers from the windows that cover it, each read whole for its argmax.
+        let (s, in_row, out_row) = (slide(p), p.in_w * p.channels, p.out_w() * p.channels);
+        let x_rows = |u| sample_rows(u, p.in_h, p.in_h, in_row, |r| s.inputs(s.outputs(r..r + 1)));
+        let dy_rows = |u| sample_rows(u, p.in_h, p.out_h(), out_row, |r| s.outputs(r..r + 1));
+        self.launch(
             OP,
             Kernel::new(SHADER, "max_pool_backward"),
-            &[&x.buf, &dy.buf],
-            &[&dx.buf],
+            &[Arg::map(&x.buf, &x_rows), Arg::map(&dy.buf, &dy_rows)],
+            &[Arg::per(&dx.buf, in_row)],
             &words,
-            self.grid_for(OP, n_in)?,
+            &Work::threads("row", p.batch * p.in_h, in_row),
         )
     }
 }

@@ -1,6 +1,10 @@
 //! Bilinear resampling (`shaders/resample.wgsl`); the taps are computed here, in f32, exactly as
-//! the CPU backend computes them, and uploaded as a table.
+//! the CPU backend computes them, and uploaded as a table. Split by rows of the output (forward)
+//! or of the input (backward).
 
+use std::ops::Range;
+
+use super::window::{sample_rows, Arg, Work};
 use super::{check_len, product, shader, word, Kernel, Shader, WgpuBackend, WgpuBuffer};
 use crate::backend::plan::bilinear_taps;
 use crate::backend::*;
@@ -36,6 +40,25 @@ fn readers(input: usize, taps: &[(u32, u32, f32, f32)]) -> (Vec<u32>, Vec<u32>) 
     (offsets, entries)
 }
 
+/// For every input position, a range of the output positions that read it, growing with the
+/// position (suffix minima of the first readers, prefix maxima of the last).
+fn reader_ranges(input: usize, output: usize, taps: &[(u32, u32, f32, f32)]) -> Vec<Range<usize>> {
+    let (mut lo, mut hi) = (vec![output; input], vec![0; input]);
+    for (o, &(i0, i1, _, _)) in taps.iter().enumerate() {
+        for i in [i0 as usize, i1 as usize] {
+            lo[i] = lo[i].min(o);
+            hi[i] = hi[i].max(o + 1);
+        }
+    }
+    for i in (1..input).rev() {
+        lo[i - 1] = lo[i - 1].min(lo[i]);
+    }
+    for i in 1..input {
+        hi[i] = hi[i].max(hi[i - 1]);
+    }
+    lo.into_iter().zip(hi).map(|(a, b)| a..b.max(a)).collect()
+}
+
 fn check(op: &'static str, p: &UpsampleParams) -> Result<(usize, usize, Vec<u32>)> {
     p.validate(op)?;
     let n_in = product(op, p.input_shape().dims())?;
@@ -60,24 +83,30 @@ impl ResampleOps for WgpuBackend {
         let (n_in, n_out, mut words) = check(OP, p)?;
         check_len(OP, x, n_in)?;
         check_len(OP, y, n_out)?;
+        let rows = taps(p.in_h, p.out_h, p.align_corners);
         let mut table = Vec::with_capacity(4 * (p.out_h + p.out_w));
-        for axis in [
-            taps(p.in_h, p.out_h, p.align_corners),
-            taps(p.in_w, p.out_w, p.align_corners),
-        ] {
+        for axis in [rows.clone(), taps(p.in_w, p.out_w, p.align_corners)] {
             for (i0, i1, l0, l1) in axis {
                 table.extend_from_slice(&[i0, i1, l0.to_bits(), l1.to_bits()]);
             }
         }
         words.extend_from_slice(&[word(OP, 4 * p.out_h)?, 0, 0, 0]);
         let table = self.storage_from(&table);
-        self.dispatch(
+        // Output row o reads input rows i0 and i1 = i0 or i0 + 1, both growing with o.
+        let (in_row, out_row) = (p.in_w * p.channels, p.out_w * p.channels);
+        let x_rows = |u| {
+            sample_rows(u, p.out_h, p.in_h, in_row, |o| {
+                let (i0, i1, _, _) = rows[o];
+                i0.min(i1) as usize..i0.max(i1) as usize + 1
+            })
+        };
+        self.launch(
             OP,
             Kernel::new(SHADER, "upsample_forward"),
-            &[&x.buf, &table],
-            &[&y.buf],
+            &[Arg::map(&x.buf, &x_rows), Arg::whole(&table)],
+            &[Arg::per(&y.buf, out_row)],
             &words,
-            self.grid_for(OP, n_out)?,
+            &Work::threads("row", p.batch * p.out_h, out_row),
         )
     }
 
@@ -91,7 +120,8 @@ impl ResampleOps for WgpuBackend {
         let (n_in, n_out, mut words) = check(OP, p)?;
         check_len(OP, dy, n_out)?;
         check_len(OP, dx, n_in)?;
-        let (rh_off, rh) = readers(p.in_h, &taps(p.in_h, p.out_h, p.align_corners));
+        let rows = taps(p.in_h, p.out_h, p.align_corners);
+        let (rh_off, rh) = readers(p.in_h, &rows);
         let (rw_off, rw) = readers(p.in_w, &taps(p.in_w, p.out_w, p.align_corners));
         let mut table = rh_off;
         let o1 = table.len();
@@ -102,13 +132,16 @@ impl ResampleOps for WgpuBackend {
         table.extend_from_slice(&rw);
         words.extend_from_slice(&[0, word(OP, o1)?, word(OP, o2)?, word(OP, o3)?]);
         let table = self.storage_from(&table);
-        self.dispatch(
+        let (in_row, out_row) = (p.in_w * p.channels, p.out_w * p.channels);
+        let readers = reader_ranges(p.in_h, p.out_h, &rows);
+        let dy_rows = |u| sample_rows(u, p.in_h, p.out_h, out_row, |i| readers[i].clone());
+        self.launch(
             OP,
             Kernel::new(SHADER, "upsample_backward"),
-            &[&dy.buf, &table],
-            &[&dx.buf],
+            &[Arg::map(&dy.buf, &dy_rows), Arg::whole(&table)],
+            &[Arg::per(&dx.buf, in_row)],
             &words,
-            self.grid_for(OP, n_in)?,
+            &Work::threads("row", p.batch * p.in_h, in_row),
         )
     }
 }
