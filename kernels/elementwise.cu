@@ -95,6 +95,24 @@ extern "C" __global__ void binary64(const float* a, const float* b, float* y, u6
     binary_body<u64>(a, b, y, n, op, rank, dims, sa, sb);
 }
 
+// The common case of binary_body without its index arithmetic: y is `n / cols` rows of `cols`,
+// and each operand is either all of y's shape (index i) or one row repeated over the rows
+// (index i % cols) — bias additions and per-channel scales.
+extern "C" __global__ void binary_rows(const float* a, const float* b, float* y, u32 n, u32 cols,
+                                       int op, int a_row, int b_row) {
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+        u32 col = i % cols;
+        float u = a[a_row ? col : i], v = b[b_row ? col : i], r;
+        switch (op) {
+        case 0: r = u + v; break;
+        case 1: r = u - v; break;
+        case 2: r = u * v; break;
+        default: r = u / v; break;
+        }
+        y[i] = r;
+    }
+}
+
 // y[i] = x[ix]: the broadcast of x into y's collapsed axes (stride 0 along repeated axes).
 extern "C" __global__ void broadcast_copy(const float* x, float* y, u64 n, int rank, Dims8 dims,
                                           Dims8 sx) {

@@ -18,6 +18,26 @@ pub(super) struct Layout {
     pub strides: Vec<[u64; MAX_AXES]>,
 }
 
+/// When `layout` (of two operands) is rows of `cols` in which each operand is either the whole
+/// output or one row repeated, `(cols, a is a row, b is a row)` as the `binary_rows` kernel takes
+/// them; `None` otherwise or beyond 32-bit indices.
+fn rows_layout(layout: &Layout, len: usize) -> Option<(u32, i32, i32)> {
+    if layout.rank != 2 || len > u32::MAX as usize {
+        return None;
+    }
+    let cols = layout.dims[1];
+    let kind = |s: &[u64; MAX_AXES]| match (s[0], s[1]) {
+        (c, 1) if c == cols => Some(0),
+        (0, 1) => Some(1),
+        _ => None,
+    };
+    Some((
+        cols as u32,
+        kind(&layout.strides[0])?,
+        kind(&layout.strides[1])?,
+    ))
+}
+
 impl Layout {
     /// The layout of `operands` (each broadcastable to `out`) read into `out`.
     pub(super) fn new(op: &'static str, operands: &[&Shape], out: &Shape) -> Result<Self> {
@@ -194,6 +214,10 @@ impl ElementwiseOps for CudaBackend {
         );
         let (dims, sa, sb) = (layout.dims, layout.strides[0], layout.strides[1]);
         let cfg = grid(len);
+        if let Some((cols, a_row, b_row)) = rows_layout(&layout, len) {
+            let n = len as u32;
+            return launch!(self, Module::Elementwise, "binary_rows", cfg; ap, bp, yp, n, cols, code, a_row, b_row);
+        }
         if len <= u32::MAX as usize {
             launch!(self, Module::Elementwise, "binary32", cfg; ap, bp, yp, n, code, rank, dims, sa, sb)
         } else {
