@@ -8,8 +8,8 @@
 #![cfg(feature = "cuda")]
 
 use magnet::backend::{
-    BatchNormParams, BinaryOp, Conv2dParams, ConvOps, CudaBackend, ElementwiseOps, GemmParams,
-    MatmulOps, Memory, NormOps, ReduceOp, ReduceOps, UnaryOp,
+    BatchNormParams, BinaryOp, Conv2dParams, ConvOps, CudaBackend, ElementwiseOps, Fp32ConvLayout,
+    GemmParams, MatmulOps, Memory, NormOps, ReduceOp, ReduceOps, UnaryOp,
 };
 use magnet::{CpuBackend, Shape, TensorDesc};
 
@@ -207,6 +207,15 @@ fn cuda_cublas_gemm_matches_cpu() {
 #[test]
 fn cuda_cudnn_conv_matches_cpu() {
     let Some(g) = cuda() else { return };
+    // Strict fp32 computes in place on NHWC or on NCHW copies, whichever times faster; both.
+    for layout in [Fp32ConvLayout::Nhwc, Fp32ConvLayout::Nchw] {
+        g.set_fp32_conv_layout(layout);
+        conv_matches_cpu(&g, &format!("{layout:?}"));
+    }
+}
+
+fn conv_matches_cpu(g: &CudaBackend, layout: &str) {
+    let g = g.clone();
     let c = CpuBackend::new();
     let p = Conv2dParams {
         batch: 2,
@@ -232,7 +241,7 @@ fn cuda_cudnn_conv_matches_cpu() {
     g.conv2d_forward(&p, &upload(&g, &x), &upload(&g, &w), &mut yg)
         .expect("cuda conv2d_forward (cuDNN)");
     assert_close(
-        "conv2d_forward",
+        &format!("conv2d_forward ({layout})"),
         &download(&g, &yg),
         &download(&c, &yc),
         1e-5,
@@ -246,7 +255,7 @@ fn cuda_cudnn_conv_matches_cpu() {
     g.conv2d_backward_data(&p, &upload(&g, &dy), &upload(&g, &w), &mut dxg)
         .expect("cuda conv2d_backward_data (cuDNN)");
     assert_close(
-        "conv2d_backward_data",
+        &format!("conv2d_backward_data ({layout})"),
         &download(&g, &dxg),
         &download(&c, &dxc),
         1e-5,
@@ -261,7 +270,7 @@ fn cuda_cudnn_conv_matches_cpu() {
         .expect("cuda conv2d_backward_filter (cuDNN)");
     // Sums over 2·9·11 output pixels.
     assert_close(
-        "conv2d_backward_filter",
+        &format!("conv2d_backward_filter ({layout})"),
         &download(&g, &dwg),
         &download(&c, &dwc),
         1e-5,

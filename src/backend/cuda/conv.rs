@@ -22,10 +22,12 @@ impl CudaBackend {
         let math = ConvMath {
             tf32: self.tf32(),
             direct_only: self.direct_convolutions(),
+            nchw: false,
         };
+        let layout = self.fp32_conv_layout();
         let mut dnn = self.dnn()?;
         self.bind()?;
-        dnn.convolution(kind, p, math, ptrs)
+        dnn.convolution(kind, p, math, layout, ptrs)
     }
 }
 

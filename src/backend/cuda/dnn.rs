@@ -2,7 +2,8 @@
 //! algorithm chosen once per shape, with its workspace size) and the reusable workspace.
 //!
 //! Tensors are NHWC (`CUDNN_TENSOR_NHWC`) and filters `[out, kh, kw, in]`, which is cuDNN's NHWC
-//! filter format (K × R × S × C). Algorithms come from cuDNN's heuristics
+//! filter format (K × R × S × C). In strict fp32 a shape may instead run in NCHW on transposed
+//! copies (`cudnnTransformTensor`) when that times faster at its first use. Algorithms come from cuDNN's heuristics
 //! (`cudnnGetConvolution*Algorithm_v7`); the first few are timed on the first call of each shape
 //! and ordered fastest first (as PyTorch's `cudnn.benchmark` does). In strict fp32 mode the
 //! descriptor's math type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped;
@@ -15,7 +16,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use cudarc::cudnn::sys;
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
 use super::{backend_error, driver_error};
 use crate::backend::Conv2dParams;
@@ -35,6 +36,21 @@ pub(crate) struct ConvMath {
     /// Only algorithms that sum products directly (no Winograd or FFT transforms, whose rounding
     /// grows with the transform), in strict fp32 mode.
     pub direct_only: bool,
+    /// Computes in NCHW on transposed copies of the NHWC operands (chosen per shape by timing,
+    /// in strict fp32 mode only; see [`Dnn::convolution`]).
+    pub nchw: bool,
+}
+
+/// Where strict-fp32 convolutions compute (TF32 ones always compute on the NHWC buffers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fp32ConvLayout {
+    /// Each shape's first call times both layouts and keeps the faster (the default).
+    #[default]
+    Timed,
+    /// In place on the NHWC buffers.
+    Nhwc,
+    /// On NCHW copies of the operands.
+    Nchw,
 }
 
 /// A cuDNN status as an error naming the call.
@@ -101,6 +117,15 @@ pub(crate) struct TensorDesc(pub(crate) sys::cudnnTensorDescriptor_t);
 impl TensorDesc {
     /// An f32 tensor of NCHW sizes `[n, c, h, w]` stored NHWC.
     pub(crate) fn nhwc(dims: [usize; 4]) -> Result<Self> {
+        Self::new(sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC, dims)
+    }
+
+    /// An f32 tensor of NCHW sizes `[n, c, h, w]` stored NCHW.
+    fn nchw(dims: [usize; 4]) -> Result<Self> {
+        Self::new(sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW, dims)
+    }
+
+    fn new(format: sys::cudnnTensorFormat_t, dims: [usize; 4]) -> Result<Self> {
         let d = int_dims("tensor", dims)?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: plain descriptor creation and setup.
@@ -114,7 +139,7 @@ impl TensorDesc {
                 "cudnnSetTensor4dDescriptor",
                 sys::cudnnSetTensor4dDescriptor(
                     desc.0,
-                    sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+                    format,
                     sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
                     d[0],
                     d[1],
@@ -140,7 +165,22 @@ struct FilterDesc(sys::cudnnFilterDescriptor_t);
 impl FilterDesc {
     /// f32 weights `[out, kh, kw, in]`: cuDNN's NHWC filter format with K = out, C = in.
     fn nhwc(out: usize, kh: usize, kw: usize, inp: usize) -> Result<Self> {
-        let d = int_dims("filter", [out, inp, kh, kw])?;
+        Self::new(
+            sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+            [out, inp, kh, kw],
+        )
+    }
+
+    /// f32 weights `[out, in, kh, kw]` (KCRS).
+    fn nchw(out: usize, kh: usize, kw: usize, inp: usize) -> Result<Self> {
+        Self::new(
+            sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
+            [out, inp, kh, kw],
+        )
+    }
+
+    fn new(format: sys::cudnnTensorFormat_t, kcrs: [usize; 4]) -> Result<Self> {
+        let d = int_dims("filter", kcrs)?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: plain descriptor creation and setup.
         unsafe {
@@ -154,7 +194,7 @@ impl FilterDesc {
                 sys::cudnnSetFilter4dDescriptor(
                     desc.0,
                     sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
-                    sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+                    format,
                     d[0],
                     d[1],
                     d[2],
@@ -271,12 +311,62 @@ struct Candidate {
     workspace: usize,
 }
 
+/// The operands of a convolution by what they are: input-like, output-like, weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    X,
+    Y,
+    W,
+}
+
+impl ConvKind {
+    /// The roles of [`ConvPtrs`]' `a`, `b` and `out`.
+    fn roles(self) -> [Role; 3] {
+        match self {
+            ConvKind::Forward => [Role::X, Role::W, Role::Y],
+            ConvKind::BackwardData => [Role::Y, Role::W, Role::X],
+            ConvKind::BackwardFilter => [Role::X, Role::Y, Role::W],
+        }
+    }
+}
+
+/// How a strict-fp32 convolution runs in NCHW on NHWC buffers: per role, the operand as stored
+/// (NHWC, weights `[out, kh, kw, in]`) and as cuDNN computes on it (NCHW, KCRS), both as tensor
+/// descriptors for `cudnnTransformTensor`, and the element count.
+struct Staging {
+    layouts: [(TensorDesc, TensorDesc, usize); 3],
+}
+
+impl Staging {
+    fn new(p: &Conv2dParams) -> Result<Self> {
+        let x = [p.batch, p.in_channels, p.in_h, p.in_w];
+        let y = [p.batch, p.out_channels, p.out_h(), p.out_w()];
+        let w = [p.out_channels, p.in_channels, p.kernel[0], p.kernel[1]];
+        let pair = |d: [usize; 4]| -> Result<(TensorDesc, TensorDesc, usize)> {
+            Ok((
+                TensorDesc::nhwc(d)?,
+                TensorDesc::nchw(d)?,
+                d.iter().product(),
+            ))
+        };
+        Ok(Staging {
+            layouts: [pair(x)?, pair(y)?, pair(w)?],
+        })
+    }
+
+    fn layout(&self, role: Role) -> &(TensorDesc, TensorDesc, usize) {
+        &self.layouts[role as usize]
+    }
+}
+
 /// Descriptors and candidate algorithms of one convolution shape.
 struct ConvPlan {
     x: TensorDesc,
     w: FilterDesc,
     conv: ConvDesc,
     y: TensorDesc,
+    /// Set when the convolution runs in NCHW on transposed copies of its operands.
+    staging: Option<Staging>,
     candidates: Vec<Candidate>,
     /// Index of the candidate in use.
     current: usize,
@@ -289,6 +379,8 @@ pub(crate) struct Dnn {
     handle: sys::cudnnHandle_t,
     stream: Arc<CudaStream>,
     plans: HashMap<(ConvKind, Conv2dParams, ConvMath), ConvPlan>,
+    /// Whether each strict-fp32 convolution runs fastest in NCHW, by timing at its first use.
+    nchw_faster: HashMap<(ConvKind, Conv2dParams, ConvMath), bool>,
     workspace: Option<CudaSlice<u8>>,
 }
 
@@ -368,6 +460,7 @@ fn is_direct(kind: ConvKind, algo: u32) -> bool {
 }
 
 /// Device memory addresses of one convolution call: input-like, weights-like, output.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ConvPtrs {
     /// `x` (forward, backward-filter) or `dy` (backward-data).
     pub a: u64,
@@ -392,6 +485,7 @@ impl Dnn {
                 handle,
                 stream: stream.clone(),
                 plans: HashMap::new(),
+                nchw_faster: HashMap::new(),
                 workspace: None,
             };
             status(
@@ -432,9 +526,25 @@ impl Dnn {
 
     fn make_plan(&self, kind: ConvKind, p: &Conv2dParams, mode: ConvMath) -> Result<ConvPlan> {
         let tf32 = mode.tf32;
-        let x = TensorDesc::nhwc([p.batch, p.in_channels, p.in_h, p.in_w])?;
-        let y = TensorDesc::nhwc([p.batch, p.out_channels, p.out_h(), p.out_w()])?;
-        let w = FilterDesc::nhwc(p.out_channels, p.kernel[0], p.kernel[1], p.in_channels)?;
+        let staging = mode.nchw.then(|| Staging::new(p)).transpose()?;
+        let [xd, yd] = [
+            [p.batch, p.in_channels, p.in_h, p.in_w],
+            [p.batch, p.out_channels, p.out_h(), p.out_w()],
+        ];
+        let (kh, kw) = (p.kernel[0], p.kernel[1]);
+        let (x, y, w) = if staging.is_some() {
+            (
+                TensorDesc::nchw(xd)?,
+                TensorDesc::nchw(yd)?,
+                FilterDesc::nchw(p.out_channels, kh, kw, p.in_channels)?,
+            )
+        } else {
+            (
+                TensorDesc::nhwc(xd)?,
+                TensorDesc::nhwc(yd)?,
+                FilterDesc::nhwc(p.out_channels, kh, kw, p.in_channels)?,
+            )
+        };
         let conv = ConvDesc::new(p)?;
         let base_math = if tf32 {
             sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
@@ -536,10 +646,22 @@ impl Dnn {
             w,
             conv,
             y,
+            staging,
             candidates,
             current: 0,
             tuned: false,
         })
+    }
+
+    /// A start and an end event that can time work on the stream.
+    fn timing_events(&self) -> Result<(CudaEvent, CudaEvent)> {
+        let event = || {
+            self.stream
+                .context()
+                .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(|e| driver_error("creating a timing event", e))
+        };
+        Ok((event()?, event()?))
     }
 
     /// Times the heuristics' first [`TUNE_CANDIDATES`] candidates on the call's own buffers
@@ -552,12 +674,7 @@ impl Dnn {
         math: ConvMath,
         ptrs: &ConvPtrs,
     ) -> Result<()> {
-        let ctx = self.stream.context().clone();
-        let event = || {
-            ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(|e| driver_error("creating a timing event", e))
-        };
-        let (start, end) = (event()?, event()?);
+        let (start, end) = self.timing_events()?;
         let count = self
             .plan(kind, p, math)?
             .candidates
@@ -604,7 +721,97 @@ impl Dnn {
     }
 
     /// Runs convolution `kind` of `p`, overwriting the output (beta = 0).
+    ///
+    /// cuDNN's strict-fp32 kernels are often much faster on NCHW than on NHWC (its TF32 ones are
+    /// fastest on NHWC), so in strict fp32 each shape's first call times both: in place on the
+    /// NHWC buffers, and on NCHW copies (transposes included); the faster is kept.
     pub(crate) fn convolution(
+        &mut self,
+        kind: ConvKind,
+        p: &Conv2dParams,
+        math: ConvMath,
+        layout: Fp32ConvLayout,
+        ptrs: ConvPtrs,
+    ) -> Result<()> {
+        if math.tf32 {
+            return self.run_planned(kind, p, math, ptrs);
+        }
+        let key = (kind, *p, math);
+        let nchw = match (layout, self.nchw_faster.get(&key)) {
+            (Fp32ConvLayout::Nhwc, _) => false,
+            (Fp32ConvLayout::Nchw, _) => true,
+            (Fp32ConvLayout::Timed, Some(&nchw)) => nchw,
+            (Fp32ConvLayout::Timed, None) => {
+                let nhwc_ms = self.time(|dnn| dnn.run_planned(kind, p, math, ptrs))?;
+                let nchw_math = ConvMath { nchw: true, ..math };
+                let nchw_ms = self.time(|dnn| dnn.run_staged(kind, p, nchw_math, ptrs))?;
+                self.nchw_faster.insert(key, nchw_ms < nhwc_ms);
+                nchw_ms < nhwc_ms
+            }
+        };
+        if nchw {
+            self.run_staged(kind, p, ConvMath { nchw: true, ..math }, ptrs)
+        } else {
+            self.run_planned(kind, p, math, ptrs)
+        }
+    }
+
+    /// Milliseconds of the second of two runs of `run` (the first tunes its algorithms).
+    fn time(&mut self, mut run: impl FnMut(&mut Self) -> Result<()>) -> Result<f32> {
+        run(self)?;
+        let (start, end) = self.timing_events()?;
+        start
+            .record(&self.stream)
+            .map_err(|e| driver_error("recording a timing event", e))?;
+        run(self)?;
+        end.record(&self.stream)
+            .map_err(|e| driver_error("recording a timing event", e))?;
+        end.synchronize()
+            .map_err(|e| driver_error("timing a convolution", e))?;
+        start
+            .elapsed_ms(&end)
+            .map_err(|e| driver_error("timing a convolution", e))
+    }
+
+    /// Runs convolution `kind` of `p` in NCHW: the NHWC operands are transposed into staging
+    /// buffers, the result transposed back.
+    fn run_staged(
+        &mut self,
+        kind: ConvKind,
+        p: &Conv2dParams,
+        math: ConvMath,
+        ptrs: ConvPtrs,
+    ) -> Result<()> {
+        let h = self.handle;
+        let plan = self.plan(kind, p, math)?;
+        let Some(staging) = &plan.staging else {
+            return Err(backend_error("an NCHW convolution plan without staging"));
+        };
+        let [a, b, out] = kind.roles().map(|r| {
+            let (stored, computed, len) = staging.layout(r);
+            (stored.0, computed.0, *len)
+        });
+        let scratch = |len: usize| {
+            // SAFETY: staging buffers are written in full (transform or convolution) before
+            // they are read.
+            unsafe { self.stream.alloc::<f32>(len.max(1)) }
+                .map_err(|e| driver_error("allocating a convolution staging buffer", e))
+        };
+        let (sa, sb, mut sout) = (scratch(a.2)?, scratch(b.2)?, scratch(out.2)?);
+        let stream = self.stream.clone();
+        let staged = ConvPtrs {
+            a: sa.device_ptr(&stream).0,
+            b: sb.device_ptr(&stream).0,
+            out: sout.device_ptr_mut(&stream).0,
+        };
+        transform(h, a.0, ptrs.a, a.1, staged.a)?;
+        transform(h, b.0, ptrs.b, b.1, staged.b)?;
+        self.run_planned(kind, p, math, staged)?;
+        transform(h, out.1, staged.out, out.0, ptrs.out)
+    }
+
+    /// Runs convolution `kind` of `p` on buffers in the plan's layout.
+    fn run_planned(
         &mut self,
         kind: ConvKind,
         p: &Conv2dParams,
@@ -697,6 +904,31 @@ fn workspace_size(
     };
     status("cudnnGetConvolution*WorkspaceSize", s)?;
     Ok(bytes)
+}
+
+/// Copies the f32 tensor at `src` (described by `src_desc`) to `dst` in `dst_desc`'s layout.
+fn transform(
+    h: sys::cudnnHandle_t,
+    src_desc: sys::cudnnTensorDescriptor_t,
+    src: u64,
+    dst_desc: sys::cudnnTensorDescriptor_t,
+    dst: u64,
+) -> Result<()> {
+    let (one, zero) = (1.0f32, 0.0f32);
+    // SAFETY: live handle; both descriptors have the same sizes and describe the buffers behind
+    // the pointers.
+    let s = unsafe {
+        sys::cudnnTransformTensor(
+            h,
+            &one as *const f32 as *const c_void,
+            src_desc,
+            src as *const c_void,
+            &zero as *const f32 as *const c_void,
+            dst_desc,
+            dst as *mut c_void,
+        )
+    };
+    status("cudnnTransformTensor", s)
 }
 
 fn run_conv(

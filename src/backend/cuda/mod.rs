@@ -41,6 +41,7 @@ use crate::backend::Memory;
 use crate::error::{Error, Result};
 use crate::tensor::TensorDesc;
 
+pub use dnn::Fp32ConvLayout;
 use kernels::{Kernels, Module};
 pub use nccl::NcclCollective;
 
@@ -192,6 +193,7 @@ struct Inner {
     ctx: Arc<CudaContext>,
     tf32: AtomicBool,
     direct_convolutions: AtomicBool,
+    fp32_conv_layout: Mutex<Fp32ConvLayout>,
     validate_labels: AtomicBool,
     name: String,
 }
@@ -243,6 +245,7 @@ impl CudaBackend {
                 ctx,
                 tf32: AtomicBool::new(false),
                 direct_convolutions: AtomicBool::new(false),
+                fp32_conv_layout: Mutex::new(Fp32ConvLayout::Timed),
                 validate_labels: AtomicBool::new(false),
                 name: format!("{device} (compute capability {major}.{minor})"),
             }),
@@ -289,6 +292,25 @@ impl CudaBackend {
         self.inner
             .direct_convolutions
             .store(direct, Ordering::Relaxed);
+    }
+
+    /// Where strict-fp32 convolutions compute: timed per shape (the default), or always in one
+    /// layout. Applies to every clone of this backend from its next convolution on.
+    pub fn set_fp32_conv_layout(&self, layout: Fp32ConvLayout) {
+        *self
+            .inner
+            .fp32_conv_layout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = layout;
+    }
+
+    /// Where strict-fp32 convolutions compute (see [`CudaBackend::set_fp32_conv_layout`]).
+    pub fn fp32_conv_layout(&self) -> Fp32ConvLayout {
+        *self
+            .inner
+            .fp32_conv_layout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether convolutions are restricted to direct algorithms (see
