@@ -1,7 +1,9 @@
 // Helpers shared by magnet's CUDA kernels. The backend prepends this file to every kernels/*.cu
 // source before compiling it with NVRTC, so the kernel files need no #include.
 //
-// Conventions: sizes and indices are 64-bit (`u64`); kernels over n elements use grid-stride
+// Conventions: sizes and indices are 64-bit (`u64`), with 32-bit variants of kernels whose index
+// arithmetic dominates (64-bit division is slow), picked when every index fits; kernels over n
+// elements use grid-stride
 // loops, so any grid size is correct; block sizes are multiples of 32; sums accumulate in double
 // and are combined in a fixed order, so results do not depend on the launch configuration.
 

@@ -17,7 +17,8 @@ __device__ __forceinline__ void window(int o, int kernel, int stride, int pad, i
 }
 
 // The argmax pixel (h · in_w + w) of the window of output (oh, ow) for channel c of one image.
-__device__ int window_argmax(const float* img, const PoolGeom& g, int oh, int ow, u64 c) {
+template <typename I>
+__device__ int window_argmax(const float* img, const PoolGeom& g, int oh, int ow, I c) {
     int h0, h1, w0, w1;
     window(oh, g.kh, g.sh, g.ph, g.in_h, &h0, &h1);
     window(ow, g.kw, g.sw, g.pw, g.in_w, &w0, &w1);
@@ -26,7 +27,7 @@ __device__ int window_argmax(const float* img, const PoolGeom& g, int oh, int ow
     for (int ih = h0; ih < h1; ++ih) {
         for (int iw = w0; iw < w1; ++iw) {
             int pix = ih * g.in_w + iw;
-            float v = img[(u64)pix * g.channels + c];
+            float v = img[(I)pix * (I)g.channels + c];
             if (v > m || v != v) {
                 m = v;
                 arg = pix;
@@ -36,28 +37,40 @@ __device__ int window_argmax(const float* img, const PoolGeom& g, int oh, int ow
     return arg;
 }
 
-extern "C" __global__ void max_pool_fwd(const float* x, float* y, PoolGeom g) {
-    u64 n_out = g.batch * (u64)g.out_h * g.out_w * g.channels;
-    GRID_LOOP(i, n_out) {
-        u64 c = i % g.channels;
-        u64 pix = i / g.channels;
-        int ow = (int)(pix % g.out_w);
-        u64 row = pix / g.out_w;
-        int oh = (int)(row % g.out_h);
-        u64 n = row / g.out_h;
-        const float* img = x + n * (u64)g.in_h * g.in_w * g.channels;
+// Index arithmetic in I: u32 when every index fits (64-bit division is several times slower).
+template <typename I>
+__device__ void max_pool_fwd_body(const float* x, float* y, const PoolGeom& g) {
+    I channels = (I)g.channels;
+    I n_out = (I)g.batch * (I)g.out_h * (I)g.out_w * channels;
+    GRID_LOOP(k, n_out) {
+        I i = (I)k;
+        I c = i % channels;
+        I pix = i / channels;
+        int ow = (int)(pix % (I)g.out_w);
+        I row = pix / (I)g.out_w;
+        int oh = (int)(row % (I)g.out_h);
+        I n = row / (I)g.out_h;
+        const float* img = x + n * (I)g.in_h * (I)g.in_w * channels;
         int h0, h1, w0, w1;
         window(oh, g.kh, g.sh, g.ph, g.in_h, &h0, &h1);
         window(ow, g.kw, g.sw, g.pw, g.in_w, &w0, &w1);
         float m = -F_INF;
         for (int ih = h0; ih < h1; ++ih) {
             for (int iw = w0; iw < w1; ++iw) {
-                float v = img[((u64)ih * g.in_w + iw) * g.channels + c];
+                float v = img[((I)ih * (I)g.in_w + (I)iw) * channels + c];
                 if (v > m || v != v) m = v;
             }
         }
         y[i] = m;
     }
+}
+
+extern "C" __global__ void max_pool_fwd32(const float* x, float* y, PoolGeom g) {
+    max_pool_fwd_body<u32>(x, y, g);
+}
+
+extern "C" __global__ void max_pool_fwd64(const float* x, float* y, PoolGeom g) {
+    max_pool_fwd_body<u64>(x, y, g);
 }
 
 // The output positions [lo, hi) whose windows contain input position i along one axis.
@@ -69,16 +82,19 @@ __device__ __forceinline__ void containing(int i, int kernel, int stride, int pa
     *hi = h < out ? h : out;
 }
 
-extern "C" __global__ void max_pool_bwd(const float* x, const float* dy, float* dx, PoolGeom g) {
-    u64 n_in = g.batch * (u64)g.in_h * g.in_w * g.channels;
-    GRID_LOOP(i, n_in) {
-        u64 c = i % g.channels;
-        u64 pix = i / g.channels;
-        int iw = (int)(pix % g.in_w);
-        u64 row = pix / g.in_w;
-        int ih = (int)(row % g.in_h);
-        u64 n = row / g.in_h;
-        const float* img = x + n * (u64)g.in_h * g.in_w * g.channels;
+template <typename I>
+__device__ void max_pool_bwd_body(const float* x, const float* dy, float* dx, const PoolGeom& g) {
+    I channels = (I)g.channels;
+    I n_in = (I)g.batch * (I)g.in_h * (I)g.in_w * channels;
+    GRID_LOOP(k, n_in) {
+        I i = (I)k;
+        I c = i % channels;
+        I pix = i / channels;
+        int iw = (int)(pix % (I)g.in_w);
+        I row = pix / (I)g.in_w;
+        int ih = (int)(row % (I)g.in_h);
+        I n = row / (I)g.in_h;
+        const float* img = x + n * (I)g.in_h * (I)g.in_w * channels;
         int me = ih * g.in_w + iw;
         int oh0, oh1, ow0, ow1;
         containing(ih, g.kh, g.sh, g.ph, g.out_h, &oh0, &oh1);
@@ -86,11 +102,19 @@ extern "C" __global__ void max_pool_bwd(const float* x, const float* dy, float* 
         float acc = 0.0f;
         for (int oh = oh0; oh < oh1; ++oh) {
             for (int ow = ow0; ow < ow1; ++ow) {
-                if (window_argmax(img, g, oh, ow, c) == me) {
-                    acc += dy[((n * g.out_h + oh) * g.out_w + ow) * g.channels + c];
+                if (window_argmax<I>(img, g, oh, ow, c) == me) {
+                    acc += dy[((n * (I)g.out_h + (I)oh) * (I)g.out_w + (I)ow) * channels + c];
                 }
             }
         }
         dx[i] = acc;
     }
+}
+
+extern "C" __global__ void max_pool_bwd32(const float* x, const float* dy, float* dx, PoolGeom g) {
+    max_pool_bwd_body<u32>(x, dy, dx, g);
+}
+
+extern "C" __global__ void max_pool_bwd64(const float* x, const float* dy, float* dx, PoolGeom g) {
+    max_pool_bwd_body<u64>(x, dy, dx, g);
 }

@@ -64,6 +64,11 @@ fn check(op: &'static str, p: &Pool2dParams, x: &CudaBuffer) -> Result<(PoolGeom
     Ok((g, n_in, n_out))
 }
 
+/// Whether every index of the input and the output fits the kernels' 32-bit variant.
+fn fits_u32(n_in: usize, n_out: usize) -> bool {
+    n_in.max(n_out) <= u32::MAX as usize
+}
+
 impl PoolOps for CudaBackend {
     fn max_pool2d_forward(
         &self,
@@ -72,13 +77,17 @@ impl PoolOps for CudaBackend {
         y: &mut CudaBuffer,
     ) -> Result<()> {
         const OP: &str = "max_pool2d_forward";
-        let (g, _, n_out) = check(OP, p, x)?;
+        let (g, n_in, n_out) = check(OP, p, x)?;
         check_len(OP, y, n_out)?;
         if n_out == 0 {
             return Ok(());
         }
         let (xp, yp) = (self.ptr(x), self.ptr(y));
-        launch!(self, Module::Pool, "max_pool_fwd", grid(n_out); xp, yp, g)
+        if fits_u32(n_in, n_out) {
+            launch!(self, Module::Pool, "max_pool_fwd32", grid(n_out); xp, yp, g)
+        } else {
+            launch!(self, Module::Pool, "max_pool_fwd64", grid(n_out); xp, yp, g)
+        }
     }
 
     fn max_pool2d_backward(
@@ -98,6 +107,10 @@ impl PoolOps for CudaBackend {
             return Ok(());
         }
         let (xp, gp, dp) = (self.ptr(x), self.ptr(dy), self.ptr(dx));
-        launch!(self, Module::Pool, "max_pool_bwd", grid(n_in); xp, gp, dp, g)
+        if fits_u32(n_in, n_out) {
+            launch!(self, Module::Pool, "max_pool_bwd32", grid(n_in); xp, gp, dp, g)
+        } else {
+            launch!(self, Module::Pool, "max_pool_bwd64", grid(n_in); xp, gp, dp, g)
+        }
     }
 }
