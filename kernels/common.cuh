@@ -3,9 +3,9 @@
 //
 // Conventions: sizes and indices are 64-bit (`u64`), with 32-bit variants of kernels whose index
 // arithmetic dominates (64-bit division is slow), picked when every index fits; kernels over n
-// elements use grid-stride
-// loops, so any grid size is correct; block sizes are multiples of 32; sums accumulate in double
-// and are combined in a fixed order, so results do not depend on the launch configuration.
+// elements use grid-stride loops, so any grid size is correct; block sizes are multiples of 32;
+// sums accumulate in double and are combined in a fixed order, so results do not depend on the
+// launch configuration.
 
 typedef unsigned int u32;
 typedef unsigned long long u64;
