@@ -22,7 +22,8 @@
 #   MAGNET_BACKEND   magnet's backend (default cuda)
 #   PYTHON           the Python with PyTorch, h5py, NumPy and PIL (default python3)
 #   TORCH_DEVICE     PyTorch's device (default cuda)
-#   PARALLEL         auto (default: concurrently when there are two GPUs), 1 or 0
+#   PARALLEL         auto (default: concurrently when there are two GPUs), 1 (concurrently, on
+#                    one GPU if there is only one) or 0
 #   RUN_ROOT         where the runs go (default runs/paper_isbi)
 #   MAGNET_DATA_DIR  the folder holding isbi2012-em/ (else ../shared/data/isbi2012-em)
 set -euo pipefail
@@ -77,13 +78,14 @@ echo "== ${init_cmd[*]}"
 rm -f "$run/magnet/results.json" "$run/torch/results.json"
 set +e
 if [ "$parallel" = 1 ]; then
-  mode="concurrently: magnet on CUDA device 0, PyTorch on device 1"
+  torch_gpu=$([ "$gpus" -ge 2 ] && echo 1 || echo 0)
+  mode="concurrently: magnet on CUDA device 0, PyTorch on device $torch_gpu"
   echo "== $mode"
   echo "== ${magnet_cmd[*]}"
-  echo "== CUDA_VISIBLE_DEVICES=1 ${torch_cmd[*]}"
+  echo "== CUDA_VISIBLE_DEVICES=$torch_gpu ${torch_cmd[*]}"
   ("${magnet_cmd[@]}" 2>&1 | tee "$run/magnet.log" | sed -u 's/^/[magnet]  /') &
   magnet_pid=$!
-  (CUDA_VISIBLE_DEVICES=1 "${torch_cmd[@]}" 2>&1 | tee "$run/torch.log" | sed -u 's/^/[pytorch] /')
+  (CUDA_VISIBLE_DEVICES=$torch_gpu "${torch_cmd[@]}" 2>&1 | tee "$run/torch.log" | sed -u 's/^/[pytorch] /')
   torch_status=$?
   wait "$magnet_pid"
   magnet_status=$?
