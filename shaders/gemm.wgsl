@@ -18,6 +18,11 @@
 // products over the depth W.first .. W.end to C (beta applies in the dispatch that starts at
 // depth 0). Operands are windowed over what those rows or that depth read; the host binds
 // whole an operand whose part is not contiguous (the weights, a transposed A).
+//
+// When those rows have too few tiles for their depth (backward-filter: a 64 × 576 dW over a
+// depth of N·H·W), the depth is cut into `parts` slices, one per layer of workgroups: each writes
+// its partial tile to a scratch [parts, rows, n] bound at `c`, and `gemm_sum` adds the parts in
+// order into C (no float atomics: the same sum on every run).
 
 override MODE: u32 = 0u;
 override TRANS_A: u32 = 0u;
@@ -45,6 +50,7 @@ struct Params {
     out_h: u32,
     out_w: u32,
     split_k: u32,
+    parts: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -172,33 +178,44 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let split_k = P.split_k == 1u;
     let first = select(vec2<u32>(W.first, 0u), vec2<u32>(0u, W.first), split_k);
     let end = select(vec2<u32>(min(W.end, P.m), P.k), vec2<u32>(P.m, min(W.end, P.k)), split_k);
-    // Tiles numbered along the columns first.
+    // Tiles numbered along the columns first, then the parts of the depth.
+    let rows = end.x - first.x;
     let col_tiles = (P.n + TILE - 1u) / TILE;
+    let tiles = col_tiles * ((rows + TILE - 1u) / TILE);
     let t = group_index(wid, nwg);
-    let col0 = (t % col_tiles) * TILE;
-    let row0 = first.x + (t / col_tiles) * TILE;
+    let part = t / tiles;
     // Uniform per workgroup: a folded grid's spare workgroups leave before any barrier.
-    if row0 >= end.x {
+    if part >= P.parts {
         return;
     }
+    let col0 = (t % tiles % col_tiles) * TILE;
+    let row0 = first.x + (t % tiles / col_tiles) * TILE;
+    // The part's slice of the depth, in whole steps of KT.
+    let depth = end.y - first.y;
+    let share = ((depth + P.parts - 1u) / P.parts + KT - 1u) / KT * KT;
+    let k_first = first.y + min(part * share, depth);
+    let lim = vec2<u32>(end.x, min(k_first + share, end.y));
+    // An A stored depth-major (dy in backward-filter, a transposed A) is read along its rows,
+    // so that neighbouring threads read neighbouring elements.
+    let a_by_rows = MODE == 3u || TRANS_A == 1u;
     // Row i of the thread's block, columns tx + 16·j in lane j.
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    let ktiles = (end.y - first.y + KT - 1u) / KT;
+    let ktiles = (lim.y - k_first + KT - 1u) / KT;
     for (var kt = 0u; kt < ktiles; kt++) {
-        let k0 = first.y + kt * KT;
+        let k0 = k_first + kt * KT;
         for (var e = 0u; e < 4u; e++) {
             let idx = lid + e * 256u;
-            // A tile: 64 rows × 16 k, consecutive threads along k.
-            let ar = idx / KT;
-            let ak = idx % KT;
-            As[ak * TILE + ar] = load_a(row0 + ar, k0 + ak, end);
+            // A tile: 64 rows × 16 k.
+            let ar = select(idx / KT, idx % TILE, a_by_rows);
+            let ak = select(idx % KT, idx / TILE, a_by_rows);
+            As[ak * TILE + ar] = load_a(row0 + ar, k0 + ak, lim);
             // B tile: 16 k × 64 columns, consecutive threads along the columns.
             let bk = idx / TILE;
             let bc = idx % TILE;
-            Bs[bk * TILE + bc] = load_b(k0 + bk, col0 + bc, end);
+            Bs[bk * TILE + bc] = load_b(k0 + bk, col0 + bc, lim);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KT; kk++) {
@@ -225,6 +242,11 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if col >= P.n {
                 continue;
             }
+            if P.parts > 1u {
+                // The scratch, bound whole: alpha and beta apply in `gemm_sum`.
+                c[((part * rows) + row - first.x) * P.n + col] = acc[i][j];
+                continue;
+            }
             let o = at(2u, row * P.n + col);
             var v = P.alpha * acc[i][j];
             if beta != 0.0 {
@@ -233,4 +255,41 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             c[o] = v;
         }
     }
+}
+
+// ---- C = alpha · Σ parts + beta · C ------------------------------------------------------
+
+struct Sum {
+    // Elements of C one part holds (the dispatch's rows × n).
+    len: u32,
+    parts: u32,
+    // C's element that the parts' first element belongs to.
+    base: u32,
+    alpha: f32,
+    beta: f32,
+}
+
+// The parts [parts, len], bound whole.
+@group(0) @binding(0) var<storage, read> partial: array<f32>;
+@group(0) @binding(1) var<storage, read_write> sum_c: array<f32>;
+@group(0) @binding(2) var<uniform> S: Sum;
+
+// One thread per element W.first .. W.end of a part; the parts are added in order.
+@compute @workgroup_size(256)
+fn gemm_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = item(wid, nwg, lid);
+    if i >= W.end {
+        return;
+    }
+    var total = 0.0;
+    for (var p = 0u; p < S.parts; p++) {
+        total += partial[p * S.len + i];
+    }
+    let o = at(1u, S.base + i);
+    var v = S.alpha * total;
+    if S.beta != 0.0 {
+        v += S.beta * sum_c[o];
+    }
+    sum_c[o] = v;
 }

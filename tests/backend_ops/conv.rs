@@ -147,6 +147,71 @@ fn conv2d_backward_filter_matches_finite_differences() {
     for_each_backend!(|b| backward_filter_case(b));
 }
 
+/// Convolutions whose products are long next to their few outputs, which GPU backends cut into
+/// parts of the depth summed afterwards: backward-filter over thousands of pixels (an uneven
+/// number, and a stride), forward and backward-data over thousands of channels.
+fn long_depth_cases() -> Vec<Conv2dParams> {
+    vec![
+        conv(2, [61, 67], 3, 4, [3, 3], [1, 1], [1, 1], [1, 1]),
+        conv(2, [122, 134], 2, 3, [3, 3], [2, 2], [1, 1], [1, 1]),
+        conv(1, [2, 3], 4100, 3, [1, 1], [1, 1], [0, 0], [1, 1]),
+        conv(1, [2, 3], 3, 4100, [1, 1], [1, 1], [0, 0], [1, 1]),
+    ]
+}
+
+fn long_depth_case<B: Backend>(b: &B) {
+    for (i, p) in long_depth_cases().iter().enumerate() {
+        let (x, w, dy) = data(p, 100 + i);
+        let (x64, w64, dy64) = (f64s(&x), f64s(&w), f64s(&dy));
+        let xb = upload(b, &x, p.input_shape());
+        let wb = upload(b, &w, p.weight_shape());
+        let dyb = upload(b, &dy, p.output_shape());
+        let mut yb = garbage(b, p.output_shape());
+        let mut dxb = garbage(b, p.input_shape());
+        let mut dwb = garbage(b, p.weight_shape());
+        ok(b.conv2d_forward(p, &xb, &wb, &mut yb), "conv2d_forward");
+        ok(
+            b.conv2d_backward_data(p, &dyb, &wb, &mut dxb),
+            "conv2d_backward_data",
+        );
+        ok(
+            b.conv2d_backward_filter(p, &xb, &dyb, &mut dwb),
+            "conv2d_backward_filter",
+        );
+        // Sums of kh·kw·in, ⌈kh/sh⌉·⌈kw/sw⌉·out and batch·out_h·out_w products of magnitude ≤ 1.
+        let taps = p.kernel[0] * p.kernel[1];
+        let checks = [
+            (yb, r::conv2d_forward(p, &x64, &w64), taps * p.in_channels),
+            (
+                dxb,
+                r::conv2d_backward_data(p, &dy64, &w64),
+                backward_data_terms(p),
+            ),
+            (
+                dwb,
+                r::conv2d_backward_filter(p, &x64, &dy64),
+                p.batch * p.out_h() * p.out_w(),
+            ),
+        ];
+        for (what, (got, want, terms)) in ["forward", "backward_data", "backward_filter"]
+            .iter()
+            .zip(checks)
+        {
+            assert_close(
+                &download(b, &got),
+                &want,
+                Tol::accumulated(terms),
+                &format!("conv2d {what} {p:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn conv2d_over_a_long_depth_matches_reference() {
+    for_each_backend!(|b| long_depth_case(b));
+}
+
 fn rejects_case<B: Backend>(b: &B) {
     let p = cases()[1];
     let (x, w, dy) = data(&p, 1);

@@ -89,8 +89,13 @@ impl<'a> Arg<'a> {
         }
     }
 
+    /// The buffer.
+    pub fn buf(&self) -> &'a wgpu::Buffer {
+        self.buf
+    }
+
     /// What units `u` bind of the buffer.
-    fn view(&self, u: Range<usize>) -> View<'a> {
+    pub fn view(&self, u: Range<usize>) -> View<'a> {
         let elems = match self.span {
             Span::Whole => None,
             Span::Per(n) => Some(u.start * n..u.end * n),
@@ -164,6 +169,11 @@ impl<'a> Work<'a> {
     /// chunk's units.
     pub fn groups(unit: &'static str, units: usize, groups: usize) -> Self {
         Self::new(unit, units, move |u| (u, groups))
+    }
+
+    /// The range and the workgroups of units `u`.
+    pub fn chunk(&self, u: Range<usize>) -> (Range<usize>, usize) {
+        (self.chunk)(u)
     }
 }
 
@@ -286,6 +296,25 @@ impl WgpuBackend {
         params: &[u32],
         work: &Work<'_>,
     ) -> Result<()> {
+        for u in self.chunks(op, inputs, outputs, work)? {
+            let (range, groups) = work.chunk(u.clone());
+            let ins: Vec<View<'_>> = inputs.iter().map(|a| a.view(u.clone())).collect();
+            let outs: Vec<View<'_>> = outputs.iter().map(|a| a.view(u.clone())).collect();
+            self.dispatch(op, k, &ins, &outs, params, range, groups)?;
+        }
+        Ok(())
+    }
+
+    /// The chunks of units `launch` dispatches `work` in: the longest runs whose windows of
+    /// `inputs` and `outputs` each fit one binding and whose workgroups fit one dispatch. Errors
+    /// as `launch`.
+    pub(crate) fn chunks(
+        &self,
+        op: &'static str,
+        inputs: &[Arg<'_>],
+        outputs: &[Arg<'_>],
+        work: &Work<'_>,
+    ) -> Result<Vec<Range<usize>>> {
         let args = || inputs.iter().chain(outputs);
         for a in args() {
             if let Span::Whole = a.span {
@@ -320,17 +349,14 @@ impl WgpuBackend {
             }
             Ok(())
         };
+        let mut chunks = Vec::new();
         let mut start = 0;
         while start < work.units {
             let end = longest(start, work.units, fits)?;
-            let u = start..end;
-            let (range, groups) = (work.chunk)(u.clone());
-            let ins: Vec<View<'_>> = inputs.iter().map(|a| a.view(u.clone())).collect();
-            let outs: Vec<View<'_>> = outputs.iter().map(|a| a.view(u.clone())).collect();
-            self.dispatch(op, k, &ins, &outs, params, range, groups)?;
+            chunks.push(start..end);
             start = end;
         }
-        Ok(())
+        Ok(chunks)
     }
 
     /// Records one dispatch of `k` over `groups` workgroups on the range `range` of its split
