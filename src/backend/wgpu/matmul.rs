@@ -18,9 +18,10 @@ pub(super) const SHADER: Shader = shader!("gemm.wgsl");
 /// Rows and columns of C one workgroup computes.
 const TILE: usize = 64;
 
-/// Workgroups a dispatch split by depth aims at: a large GPU (an H200's 132 multiprocessors, a
-/// few 256-thread workgroups resident on each) filled a few times over.
-const TARGET_GROUPS: usize = 2048;
+/// Workgroups a reduction cut into parts aims at (a GEMM's depth, batch norm's slabs): a large
+/// GPU (an H200's 132 multiprocessors, a few 256-thread workgroups resident on each) filled a few
+/// times over.
+pub(super) const TARGET_GROUPS: usize = 2048;
 
 /// The shortest slice of the depth worth a part of its own: its reads (two 64-wide panels of
 /// the slice) outweigh writing and re-reading its 64 × 64 partial tile many times over.
