@@ -91,7 +91,7 @@ def run_notes(run):
              f"- Same initial weights (magnet's training run against the init.h5 PyTorch loaded): "
              f"{run['init_check']}.",
              f"- Commands: `{run['commands']['magnet']}` and `{run['commands']['pytorch']}` "
-             f"(`benches/paper_isbi.sh`)."]
+             f"(`benches/paper_isbi.sh`; $RUN is the run's folder under RUN_ROOT)."]
     return "\n".join(lines)
 
 
@@ -116,6 +116,14 @@ evaluated after every epoch and the scoring at each row's epoch.
 """ + "\n\n".join(run_notes(r) for r in runs) + "\n"
 
 
+def portable(command, run_dir):
+    """`command` without this machine's paths: the run folder as $RUN, others relative to here."""
+    command = command.replace(os.path.abspath(run_dir), "$RUN").replace(run_dir, "$RUN")
+    words = [os.path.relpath(w) if os.path.isabs(w) and w.startswith(os.getcwd()) else w
+             for w in command.split(" ")]
+    return " ".join(words)
+
+
 def main(argv):
     if len(argv) != 6:
         sys.exit(__doc__)
@@ -129,7 +137,8 @@ def main(argv):
         "machine": machine,
         "host": f"{platform.node()} ({platform.platform()})",
         "mode": mode,
-        "commands": {"magnet": magnet_cmd, "pytorch": torch_cmd},
+        "commands": {"magnet": portable(magnet_cmd, run_dir),
+                     "pytorch": portable(torch_cmd, run_dir)},
         "init_check": same_init(os.path.join(run_dir, "init", "init.h5"),
                                 os.path.join(run_dir, "magnet", "init.h5")),
         "magnet": magnet,

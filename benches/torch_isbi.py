@@ -388,7 +388,7 @@ def main(argv=None):
     doc = {"engine": "pytorch", "backend": device.type, "device": name, "size": args.size,
            "base": args.base, "batch": args.batch, "epochs": args.epochs, "tf32": args.tf32,
            "seed": args.seed, "params": 0, "torch_version": torch.__version__,
-           "init": os.path.abspath(args.init), "records": []}
+           "init": os.path.basename(args.init), "records": []}
     experiment = Experiment(args, torch, device, train, test)
     total = time.perf_counter()
     for label, kind, lr in OPTIMIZERS:
