@@ -200,15 +200,8 @@ impl<B: Backend> Executor<B> {
     /// Back-propagates from the scalar node `loss` (seeded with 1), writing the gradient of every
     /// trainable tensor and gradient-taking input it depends on.
     pub fn backward(&mut self, loss: NodeId) -> Result<()> {
-        let shape = self.graph.shape(loss)?.clone();
-        if shape.numel() != 1 {
-            return Err(Error::shape(
-                "backward",
-                "the loss must be a scalar",
-                &[&shape],
-            ));
-        }
-        self.run_backward(loss, &HostTensor::full(shape, 1.0), None)
+        let seed = self.unit_seed(loss)?;
+        self.run_backward(loss, &seed, None)
     }
 
     /// As [`Executor::backward`], telling `hook` about each trainable tensor's gradient as soon
@@ -219,6 +212,12 @@ impl<B: Backend> Executor<B> {
         loss: NodeId,
         hook: &mut dyn GradientReady<B>,
     ) -> Result<()> {
+        let seed = self.unit_seed(loss)?;
+        self.run_backward(loss, &seed, Some(hook))
+    }
+
+    /// The seed gradient 1 of the scalar node `loss`.
+    fn unit_seed(&self, loss: NodeId) -> Result<HostTensor> {
         let shape = self.graph.shape(loss)?.clone();
         if shape.numel() != 1 {
             return Err(Error::shape(
@@ -227,7 +226,7 @@ impl<B: Backend> Executor<B> {
                 &[&shape],
             ));
         }
-        self.run_backward(loss, &HostTensor::full(shape, 1.0), Some(hook))
+        Ok(HostTensor::full(shape, 1.0))
     }
 
     /// Back-propagates from `node` with the given output gradient.

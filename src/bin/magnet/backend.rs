@@ -52,3 +52,35 @@ macro_rules! with_backend {
     };
 }
 pub(crate) use with_backend;
+
+/// The CUDA backend and NCCL communicator of this process's rank in a data-parallel run (the GPU
+/// `LOCAL_RANK`, after the rendezvous); `op` names the command in errors.
+#[cfg(feature = "cuda")]
+pub fn open_rank(
+    op: &'static str,
+    choice: BackendChoice,
+    env: &magnet::dist::DistEnv,
+) -> magnet::Result<(
+    magnet::backend::CudaBackend,
+    magnet::backend::NcclCollective,
+)> {
+    if choice != BackendChoice::Cuda {
+        return Err(magnet::Error::invalid(
+            op,
+            "data parallel (--gpus or WORLD_SIZE) runs on --backend cuda",
+        ));
+    }
+    let backend = magnet::backend::CudaBackend::new(env.local_rank)?;
+    let timeout = magnet::dist::rendezvous::timeout_from_env()?;
+    let collective = magnet::backend::NcclCollective::from_env(&backend, env, timeout)?;
+    Ok((backend, collective))
+}
+
+/// The error of a data-parallel run in a build without CUDA.
+#[cfg(not(feature = "cuda"))]
+pub fn no_nccl() -> magnet::Error {
+    magnet::Error::Backend {
+        backend: "cuda",
+        reason: "data parallel needs CUDA and NCCL; rebuild with --features cuda".into(),
+    }
+}

@@ -143,25 +143,13 @@ fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()>
 /// One rank of a data-parallel benchmark on the GPU `LOCAL_RANK`.
 #[cfg(feature = "cuda")]
 fn bench_distributed(args: &BenchArgs, cfg: &BenchConfig, env: &DistEnv) -> Result<()> {
-    use magnet::backend::{CudaBackend, NcclCollective};
-    if args.backend != BackendChoice::Cuda {
-        return Err(Error::invalid(
-            "bench",
-            "data-parallel timing (--gpus or WORLD_SIZE) runs on --backend cuda",
-        ));
-    }
-    let backend = CudaBackend::new(env.local_rank)?;
-    let timeout = magnet::dist::rendezvous::timeout_from_env()?;
-    let collective = NcclCollective::from_env(&backend, env, timeout)?;
+    let (backend, collective) = crate::backend::open_rank("bench", args.backend, env)?;
     bench_on(&backend, args, cfg, Some(Box::new(collective)))
 }
 
 #[cfg(not(feature = "cuda"))]
 fn bench_distributed(_: &BenchArgs, _: &BenchConfig, _: &DistEnv) -> Result<()> {
-    Err(Error::Backend {
-        backend: "cuda",
-        reason: "data-parallel timing needs CUDA and NCCL; rebuild with --features cuda".into(),
-    })
+    Err(crate::backend::no_nccl())
 }
 
 fn bench_on<B: PrecisionControl>(

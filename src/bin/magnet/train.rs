@@ -210,17 +210,8 @@ fn train_distributed(
     opened: Opened,
     env: &DistEnv,
 ) -> Result<()> {
-    use magnet::backend::{CudaBackend, NcclCollective};
     use magnet::dist::ParallelConfig;
-    if args.backend != BackendChoice::Cuda {
-        return Err(magnet::Error::invalid(
-            "train",
-            "data-parallel training (--gpus or WORLD_SIZE) runs on --backend cuda",
-        ));
-    }
-    let backend = CudaBackend::new(env.local_rank)?;
-    let timeout = magnet::dist::rendezvous::timeout_from_env()?;
-    let collective = NcclCollective::from_env(&backend, env, timeout)?;
+    let (backend, collective) = crate::backend::open_rank("train", args.backend, env)?;
     if env.rank == 0 {
         println!(
             "data parallel: {} ranks, batch {} per rank ({} in all)",
@@ -240,10 +231,7 @@ fn train_distributed(
 
 #[cfg(not(feature = "cuda"))]
 fn train_distributed(_: &TrainArgs, _: TrainConfig, _: Opened, _: &DistEnv) -> Result<()> {
-    Err(magnet::Error::Backend {
-        backend: "cuda",
-        reason: "data-parallel training needs CUDA and NCCL; rebuild with --features cuda".into(),
-    })
+    Err(crate::backend::no_nccl())
 }
 
 /// The trainer with the weights or the run to continue loaded.
