@@ -10,7 +10,7 @@ Settings: cudnn.benchmark on; channels_last (--no-channels-last for NCHW); mode 
 (torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False), mode tf32
 turns both on (n/a on the CPU). As in magnet, each step copies the batch from host memory to the
 device (--resident keeps it there instead). Peak memory is torch.cuda.max_memory_allocated during
-the steps, less what was allocated before the model was built (MiB).
+the timed steps, less what was allocated before the model was built (MiB).
 """
 
 import argparse
@@ -139,6 +139,9 @@ def time_steps(runner, part, args, device):
     for _ in range(args.warmup):
         runner.step(part)
     sync(device)
+    if device.type == "cuda":
+        # The peak covers the timed steps only (cudnn.benchmark's trials happen in warm-up).
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(args.repeats):
         sync(device)
@@ -223,8 +226,6 @@ def main():
                     r["status"] = f"n/a: the {device.type} device has no TF32 mode"
                 else:
                     set_tf32(mode == "tf32")
-                    if cuda:
-                        torch.cuda.reset_peak_memory_stats(device)
                     try:
                         ms = time_steps(runner, part, args, device)
                         flop = gflop * 1e9 * (3 if part == "train" else 1) * batch

@@ -228,8 +228,9 @@ pub struct BenchRecord {
     /// Achieved TFLOP/s from [`BenchConfig::forward_gflop_per_image`] and
     /// [`Part::forward_multiple`].
     pub tflops: Option<f64>,
-    /// Device memory in use at its highest after a step, less what was in use before the
-    /// network was built (MiB), when the backend reports memory.
+    /// Device memory in use at its highest during the timed steps (transient scratch and
+    /// workspaces included), less what was in use before the network was built (MiB), when the
+    /// backend reports memory.
     pub peak_mem_mib: Option<f64>,
     /// `ok`, `n/a: ...` (not supported by the backend) or `error: ...`.
     pub status: String,
@@ -323,6 +324,7 @@ pub fn table_row(r: &BenchRecord) -> String {
 struct Runner<B: Backend> {
     exec: Executor<B>,
     image: NodeId,
+    logits: NodeId,
     labels: NodeId,
     loss: NodeId,
     optimizer: Adam<B>,
@@ -355,6 +357,7 @@ impl<B: Backend> Runner<B> {
         Ok(Runner {
             exec,
             image: net.image,
+            logits: net.logits,
             labels,
             loss,
             // A small rate keeps the random-label training finite over many steps.
@@ -378,7 +381,9 @@ impl<B: Backend> Runner<B> {
                 }
                 self.optimizer.step(&mut self.exec)
             }
-            Part::Inference => self.exec.forward(&[(self.image, &self.images)], Mode::Eval),
+            Part::Inference => self
+                .exec
+                .infer(&[(self.image, &self.images)], &[self.logits]),
         }
     }
 }
@@ -427,25 +432,21 @@ pub fn profile_training_step<B: PrecisionControl>(
     Ok(profile)
 }
 
-/// Median of the timed steps (ms) and the highest memory in use seen after a step.
+/// Median of the timed steps (ms) and the highest device memory in use during them.
 struct Timing {
     median_ms: f64,
     peak_bytes: Option<u64>,
 }
 
+/// Runs `cfg.warmup` steps (the first tunes convolution algorithms), then times `cfg.repeats`
+/// steps; the memory peak covers the timed steps only, what a run needs after its first steps.
 fn time_steps<B: Backend>(runner: &mut Runner<B>, part: Part, cfg: &BenchConfig) -> Result<Timing> {
     let b = runner.exec.backend().clone();
-    let mut peak: Option<u64> = None;
-    let sample = |peak: &mut Option<u64>| {
-        if let Some(m) = b.memory_in_use() {
-            *peak = Some(peak.map_or(m, |p| p.max(m)));
-        }
-    };
     for _ in 0..cfg.warmup {
         runner.step(part)?;
-        b.sync()?;
-        sample(&mut peak);
     }
+    b.sync()?;
+    b.reset_memory_peak();
     let mut times = Vec::with_capacity(cfg.repeats);
     for _ in 0..cfg.repeats {
         b.sync()?;
@@ -453,12 +454,11 @@ fn time_steps<B: Backend>(runner: &mut Runner<B>, part: Part, cfg: &BenchConfig)
         runner.step(part)?;
         b.sync()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
-        sample(&mut peak);
     }
     times.sort_by(f64::total_cmp);
     Ok(Timing {
         median_ms: times[times.len() / 2],
-        peak_bytes: peak,
+        peak_bytes: b.memory_peak(),
     })
 }
 

@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use crate::data::Pixels;
 use crate::error::{Error, Result};
-use crate::graph::{Executor, Mode, NodeId};
+use crate::graph::{Executor, NodeId};
 use crate::tensor::HostTensor;
 
 /// Runs a model's image → logits graph over images of any size.
@@ -94,7 +94,7 @@ impl<'a, B: Backend> Predictor<'a, B> {
     }
 
     fn run(&mut self, window: &HostTensor) -> Result<HostTensor> {
-        self.exec.forward(&[(self.image, window)], Mode::Eval)?;
+        self.exec.infer(&[(self.image, window)], &[self.logits])?;
         let out = self.exec.value(self.logits)?;
         let dims = out.shape().dims()[1..].to_vec();
         out.reshape(dims)

@@ -1,5 +1,6 @@
 //! A small U-Net trained for a few steps on every selected backend follows the CPU backend's loss
-//! curve and ends with the same weights, within tolerance.
+//! curve and ends with the same weights and evaluation logits, within tolerance; on each backend,
+//! `infer` (buffers reused between nodes) gives exactly what a full forward gives.
 
 mod common;
 
@@ -12,8 +13,16 @@ use magnet::{Backend, CpuBackend, Executor, Graph, HostTensor, Mode};
 
 const STEPS: usize = 6;
 
-/// Losses of `STEPS` SGD-momentum steps and the final first-layer weights.
-fn train<B: Backend>(backend: B, batch: &Batch) -> (Vec<f32>, HostTensor) {
+/// What a run gives: the loss of each step, the final first-layer weights, and the trained
+/// network's evaluation logits from `infer` (which reuses buffers between nodes).
+struct Run {
+    losses: Vec<f32>,
+    weights: HostTensor,
+    logits: HostTensor,
+}
+
+/// `STEPS` SGD-momentum steps, then an evaluation of the same batch.
+fn train<B: Backend>(backend: B, batch: &Batch) -> Run {
     let mut g = Graph::<B>::new();
     let cfg = UNetConfig {
         in_channels: 3,
@@ -38,8 +47,20 @@ fn train<B: Backend>(backend: B, batch: &Batch) -> (Vec<f32>, HostTensor) {
         sgd.step(&mut exec).unwrap();
         losses.push(exec.value(loss).unwrap().data()[0]);
     }
+    exec.forward(&[(net.image, &batch.images)], Mode::Eval)
+        .unwrap();
+    let logits = exec.value(net.logits).unwrap();
+    exec.infer(&[(net.image, &batch.images)], &[net.logits])
+        .unwrap();
+    // The same kernels on the same shapes: where the values live must not change a bit, on any
+    // backend (a kernel that leaves part of a reused buffer unwritten would).
+    assert_eq!(exec.value(net.logits).unwrap(), logits, "infer vs forward");
     let id = exec.graph().tensor_id("inc.double_conv.0.weight").unwrap();
-    (losses, exec.tensor(id).unwrap())
+    Run {
+        losses,
+        weights: exec.tensor(id).unwrap(),
+        logits,
+    }
 }
 
 #[test]
@@ -53,28 +74,36 @@ fn unet_training_matches_the_cpu_step_for_step() {
     .unwrap();
     let batch =
         Batch::from_samples(&[data.get(0).unwrap(), data.get(1).unwrap()], vec![0, 1]).unwrap();
-    let (cpu_losses, cpu_weights) = train(CpuBackend::new(), &batch);
+    let cpu = train(CpuBackend::new(), &batch);
     assert!(
-        cpu_losses[STEPS - 1] < cpu_losses[0],
-        "the CPU run must learn: {cpu_losses:?}"
+        cpu.losses[STEPS - 1] < cpu.losses[0],
+        "the CPU run must learn: {:?}",
+        cpu.losses
     );
     for_each_backend!(|b| {
-        let (losses, weights) = train(b.clone(), &batch);
+        let run = train(b.clone(), &batch);
         // Each step's sums (convolutions over up to 288 terms, batch-norm statistics over 2048
         // values) round differently per backend, by ~1e-6 relative; six steps of training with
         // momentum amplify that to ~1e-4. A wrong kernel changes the loss at the first step by
         // far more.
         assert_close(
-            &losses,
-            &cpu_losses,
+            &run.losses,
+            &cpu.losses,
             Tol::rel_abs(2e-3, 1e-5),
             "loss per step",
         );
         assert_close(
-            weights.data(),
-            cpu_weights.data(),
+            run.weights.data(),
+            cpu.weights.data(),
             Tol::rel_abs(2e-3, 1e-4),
             "first-layer weights after training",
+        );
+        // The trained weights differ by the tolerance above; the logits follow them.
+        assert_close(
+            run.logits.data(),
+            cpu.logits.data(),
+            Tol::rel_abs(5e-3, 1e-3),
+            "evaluation logits after training",
         );
     });
 }

@@ -1,8 +1,9 @@
 //! The graph and executor on the CPU backend: autodiff through every layer against finite
 //! differences, gradient accumulation over fan-out, parameter names and initialisation, buffer
-//! planning per shape, and typed errors on bad graphs.
+//! planning per shape and buffer reuse (inference, gradients), and typed errors on bad graphs.
 
 use magnet::layers::{self, BatchNormConfig, ConvConfig};
+use magnet::models::{UNet, UNetConfig, Upsampling};
 use magnet::{CpuBackend, Error, Executor, Graph, HostTensor, Mode, NodeId};
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -344,4 +345,102 @@ fn batch_norm_running_statistics_converge_to_the_batch_statistics() {
     for (t, e) in train.data().iter().zip(eval.data()) {
         assert!((t * ratio - e).abs() < 1e-4, "train {t}, eval {e}");
     }
+}
+
+/// A U-Net (base 4, 32×32, batch 2, transposed-convolution upsampling), the sum of its logits
+/// (a scalar to back-propagate from) and a batch for it.
+fn small_unet() -> (Graph<CpuBackend>, UNet, NodeId, HostTensor) {
+    let mut g = Graph::new();
+    let cfg = UNetConfig {
+        in_channels: 3,
+        classes: 2,
+        base_channels: 4,
+        upsampling: Upsampling::Transposed,
+    };
+    let net = UNet::build(&mut g, cfg, 2, 32, 32).unwrap();
+    let total = layers::sum(&mut g, net.logits).unwrap();
+    (g, net, total, random(&[2, 32, 32, 3], 5))
+}
+
+#[test]
+fn infer_keeps_only_its_outputs_and_holds_a_fraction_of_the_memory() {
+    let (g, net, _, images) = small_unet();
+    let mut full = Executor::new(CpuBackend::new(), g, 9).unwrap();
+    full.forward(&[(net.image, &images)], Mode::Eval).unwrap();
+    let expected = full.value(net.logits).unwrap();
+
+    let (g, net, total, _) = small_unet();
+    let mut lean = Executor::new(CpuBackend::new(), g, 9).unwrap();
+    for _ in 0..2 {
+        lean.infer(&[(net.image, &images)], &[net.logits]).unwrap();
+        // Buffer reuse changes where values live, not a bit of what is computed.
+        assert_eq!(lean.value(net.logits).unwrap(), expected);
+    }
+    // `full` holds every value of the forward; `lean` the most alive at one time (the level-1
+    // skip, the decoder's working set, the concat).
+    let (lean_bytes, full_bytes) = (lean.plan_bytes(), full.plan_bytes());
+    assert!(
+        lean_bytes * 5 < full_bytes * 2,
+        "infer holds {lean_bytes} bytes, a full forward {full_bytes}"
+    );
+    // A later step allocates nothing more.
+    lean.infer(&[(net.image, &images)], &[net.logits]).unwrap();
+    assert_eq!(lean.plan_bytes(), lean_bytes);
+
+    // Values not kept, and backward, say why they cannot be had; a full forward brings both back.
+    let err = lean.value(net.image).unwrap_err();
+    assert!(err.to_string().contains("infer"), "{err}");
+    let err = lean.backward(total).unwrap_err();
+    assert!(err.to_string().contains("infer"), "{err}");
+    lean.forward(&[(net.image, &images)], Mode::Eval).unwrap();
+    lean.value(net.image).unwrap();
+    lean.backward(total).unwrap();
+}
+
+#[test]
+fn backward_reuses_gradient_buffers() {
+    // A chain of twelve tanh: each op's gradient is needed only until backward has passed the
+    // op, so two or three gradient buffers serve the whole chain (plus the input's own, kept).
+    let mut g = Graph::<CpuBackend>::new();
+    let x = g.input_with_grad("x", [4, 64]).unwrap();
+    let mut y = x;
+    for _ in 0..12 {
+        y = layers::tanh(&mut g, y).unwrap();
+    }
+    let loss = layers::sum(&mut g, y).unwrap();
+    let mut exec = Executor::new(CpuBackend::new(), g, 0).unwrap();
+    let xv = random(&[4, 64], 3);
+    exec.forward(&[(x, &xv)], Mode::Train).unwrap();
+    let values = exec.plan_bytes();
+    exec.backward(loss).unwrap();
+    let with_grads = exec.plan_bytes();
+    let tensor = 4 * 64 * 4;
+    assert!(
+        with_grads - values <= 4 * tensor,
+        "backward added {} bytes for a chain of 12 tensors of {tensor}",
+        with_grads - values
+    );
+    // The gradient still is that of the chain: d/dx of tanh∘…∘tanh, against the host.
+    let dx = exec.grad(x).unwrap();
+    for (i, (&g, &v)) in dx.data().iter().zip(xv.data()).enumerate() {
+        let mut value = v as f64;
+        let mut slope = 1.0;
+        for _ in 0..12 {
+            value = value.tanh();
+            slope *= 1.0 - value * value;
+        }
+        assert!(
+            (g as f64 - slope).abs() <= 1e-5 * slope.abs().max(1e-3),
+            "dx[{i}]: {g} vs {slope}"
+        );
+    }
+    // Steps after the first allocate nothing; an op node's gradient is not kept.
+    exec.forward(&[(x, &xv)], Mode::Train).unwrap();
+    exec.backward(loss).unwrap();
+    assert_eq!(exec.plan_bytes(), with_grads);
+    let err = exec.grad(y).unwrap_err();
+    assert!(
+        err.to_string().contains("only inputs and parameters"),
+        "{err}"
+    );
 }

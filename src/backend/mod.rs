@@ -45,6 +45,18 @@ pub trait Memory: Clone + Send + Sync + 'static {
     /// Number of elements in `buf`.
     fn len(&self, buf: &Self::Buffer) -> usize;
 
+    /// Elements `buf` has room for: at least its length (the default: exactly its length).
+    fn capacity(&self, buf: &Self::Buffer) -> usize {
+        self.len(buf)
+    }
+
+    /// Makes `buf` a buffer of `len` elements in place, for reuse by a tensor of another size
+    /// (its contents are unspecified afterwards); `false` when it cannot (the default, unless
+    /// the length is already `len`).
+    fn reuse_as(&self, buf: &mut Self::Buffer, len: usize) -> bool {
+        self.len(buf) == len
+    }
+
     /// Copies host data into `dst`, which must hold exactly `data.len()` elements.
     fn upload(&self, data: &[f32], dst: &mut Self::Buffer) -> Result<()>;
 
@@ -63,6 +75,15 @@ pub trait Memory: Clone + Send + Sync + 'static {
     fn memory_in_use(&self) -> Option<u64> {
         None
     }
+
+    /// The highest [`Memory::memory_in_use`] since the last [`Memory::reset_memory_peak`]
+    /// (transient scratch included), or `None` when the backend cannot tell (the default).
+    fn memory_peak(&self) -> Option<u64> {
+        None
+    }
+
+    /// Starts a new [`Memory::memory_peak`] from the memory in use now.
+    fn reset_memory_peak(&self) {}
 
     /// Allocates a buffer and uploads `host` into it.
     fn to_device(&self, host: &HostTensor) -> Result<Self::Buffer> {

@@ -9,22 +9,54 @@ use crate::backend::Backend;
 use crate::dist::Collective;
 use crate::error::{Error, Result};
 use crate::graph::op::{BackwardCtx, ForwardCtx, Mode};
+use crate::graph::pool::BufferPool;
 use crate::graph::profile::{Pass, Profile};
 use crate::graph::{Graph, NodeId, NodeKind, TensorId, TensorSpec};
 use crate::tensor::{HostTensor, Shape, TensorDesc};
 
-/// Buffers for one set of input shapes, allocated once and reused by every step with those shapes.
+/// Buffers for one set of input shapes, allocated by the first step and reused by every later
+/// step with those shapes.
 struct Plan<B: Backend> {
     shapes: Vec<Shape>,
-    /// Output of every input and op node (`None` for parameter nodes, whose values are tensors).
+    /// Output of every computed input and op node while it is alive (`None` for parameter nodes,
+    /// whose values are tensors, and for values an inference forward has released).
     values: Vec<Option<B::Buffer>>,
     workspaces: Vec<Vec<B::Buffer>>,
-    /// Gradient of every non-parameter node that needs one, allocated at the first backward.
+    /// Gradient of every non-parameter node while backward needs it: an op node's is released
+    /// once backward has passed the node; an input's stays until the next forward.
     grads: Vec<Option<B::Buffer>>,
-    /// Temporaries for gradients that must be added to an existing one, by (node, input).
-    accumulators: HashMap<(usize, usize), B::Buffer>,
+    /// Buffers of this plan not in use now.
+    pool: BufferPool<B>,
     /// Which nodes the last forward computed.
     computed: Vec<bool>,
+    /// Whether the last forward kept every value (so backward can follow).
+    kept_all: bool,
+}
+
+impl<B: Backend> Plan<B> {
+    /// Returns every value and gradient to the pool, as a new forward starts.
+    fn recycle(&mut self, backend: &B) {
+        let held = self.values.iter_mut().chain(self.grads.iter_mut());
+        for buf in held.filter_map(Option::take) {
+            self.pool.give(backend, buf);
+        }
+    }
+
+    /// The gradient buffer of node `index`, taken from the pool at its first use.
+    fn grad_buffer(&mut self, backend: &B, index: usize) -> Result<&mut B::Buffer> {
+        if self.grads[index].is_none() {
+            self.grads[index] = Some(self.pool.take(backend, &self.shapes[index])?);
+        }
+        Ok(self.grads[index].as_mut().unwrap())
+    }
+
+    /// Elements the plan's buffers have room for, in use or free.
+    fn elements(&self, backend: &B) -> usize {
+        let held = self.values.iter().chain(&self.grads).flatten();
+        let workspaces = self.workspaces.iter().flatten();
+        let room = held.chain(workspaces).map(|b| backend.capacity(b));
+        room.sum::<usize>() + self.pool.elements()
+    }
 }
 
 /// Executes a graph on backend `B`.
@@ -106,7 +138,30 @@ impl<B: Backend> Executor<B> {
         &mut self,
         feeds: &[(NodeId, &HostTensor)],
         mode: Mode,
+        collective: Option<&mut (dyn Collective<B> + 'static)>,
+    ) -> Result<()> {
+        self.run_forward(feeds, mode, collective, None)
+    }
+
+    /// An evaluation-mode forward that keeps only the values of `outputs` readable: every other
+    /// node's buffer goes back to the plan's pool once its last consumer has run, so the plan
+    /// holds the most values alive at one time rather than all of them. Backward cannot follow
+    /// it (run [`Executor::forward`] for that).
+    pub fn infer(&mut self, feeds: &[(NodeId, &HostTensor)], outputs: &[NodeId]) -> Result<()> {
+        for &node in outputs {
+            self.graph.check_node(node)?;
+        }
+        self.run_forward(feeds, Mode::Eval, None, Some(outputs))
+    }
+
+    /// Runs the fed part of the graph; with `keep`, releases every other value after its last
+    /// use.
+    fn run_forward(
+        &mut self,
+        feeds: &[(NodeId, &HostTensor)],
+        mode: Mode,
         mut collective: Option<&mut (dyn Collective<B> + 'static)>,
+        keep: Option<&[NodeId]>,
     ) -> Result<()> {
         let mut fed: Vec<Option<&HostTensor>> = vec![None; self.graph.nodes.len()];
         for &(node, value) in feeds {
@@ -130,17 +185,29 @@ impl<B: Backend> Executor<B> {
             self.step += 1;
         }
         self.mode = mode;
+        let release = keep.map(|keep| release_schedule(&self.graph, &fed, keep));
         let plan = self.plans.get_mut(&key).expect("plan inserted above");
         self.current = Some(key);
+        plan.recycle(&self.backend);
+        plan.kept_all = release.is_none();
         plan.computed.iter_mut().for_each(|c| *c = false);
         for (index, value) in fed.iter().enumerate() {
             if let Some(value) = value {
-                let buf = plan.values[index].as_mut().expect("inputs have buffers");
-                self.backend.upload(value.data(), buf)?;
+                let mut buf = plan.pool.take(&self.backend, &plan.shapes[index])?;
+                self.backend.upload(value.data(), &mut buf)?;
+                plan.values[index] = Some(buf);
                 plan.computed[index] = true;
             }
         }
-        for index in 0..self.graph.nodes.len() {
+        let nodes = self.graph.nodes.len();
+        for index in 0..=nodes {
+            for &done in release.as_ref().map_or(&[][..], |r| &r[index]) {
+                let buf = plan.values[done].take().expect("released once");
+                plan.pool.give(&self.backend, buf);
+            }
+            if index == nodes {
+                break;
+            }
             let node = &self.graph.nodes[index];
             let (op, inputs) = match &node.kind {
                 NodeKind::Param(_) => {
@@ -153,7 +220,7 @@ impl<B: Backend> Executor<B> {
             if !inputs.iter().all(|i| plan.computed[i.index]) {
                 continue;
             }
-            let mut output = plan.values[index].take().expect("op nodes have buffers");
+            let mut output = plan.pool.take(&self.backend, &plan.shapes[index])?;
             let state_ids = op.state();
             let mut state: Vec<B::Buffer> = state_ids
                 .iter()
@@ -242,6 +309,11 @@ impl<B: Backend> Executor<B> {
     ) -> Result<()> {
         self.graph.check_node(node)?;
         let plan = self.current_plan_mut()?;
+        if !plan.kept_all {
+            return Err(Error::Graph(
+                "backward needs the values of a full forward; the last forward was infer".into(),
+            ));
+        }
         if !plan.computed[node.index] {
             return Err(self.not_computed(node.index));
         }
@@ -264,12 +336,7 @@ impl<B: Backend> Executor<B> {
                 t.0,
                 &self.graph.tensors[t.0].shape,
             )?,
-            _ => grad_slot(
-                &self.backend,
-                &mut plan.grads,
-                node.index,
-                &plan.shapes[node.index],
-            )?,
+            _ => plan.grad_buffer(&self.backend, node.index)?,
         };
         self.backend.upload(grad.data(), seed_target)?;
         has_grad[node.index] = true;
@@ -299,7 +366,7 @@ impl<B: Backend> Executor<B> {
             // Make sure every target buffer exists, then take them out so they can be lent
             // mutably side by side.
             let mut taken: Vec<Option<B::Buffer>> = Vec::with_capacity(inputs.len());
-            for (k, target) in targets.iter().enumerate() {
+            for target in &targets {
                 taken.push(match *target {
                     None => None,
                     Some(GradTarget::Direct(m)) => Some(match nodes[m].kind {
@@ -313,17 +380,12 @@ impl<B: Backend> Executor<B> {
                             self.tensor_grads[t.0].take().unwrap()
                         }
                         _ => {
-                            grad_slot(&self.backend, &mut plan.grads, m, &plan.shapes[m])?;
+                            plan.grad_buffer(&self.backend, m)?;
                             plan.grads[m].take().unwrap()
                         }
                     }),
                     Some(GradTarget::Accumulate(m)) => {
-                        Some(match plan.accumulators.remove(&(index, k)) {
-                            Some(buf) => buf,
-                            None => self
-                                .backend
-                                .alloc(&TensorDesc::f32(plan.shapes[m].clone()))?,
-                        })
+                        Some(plan.pool.take(&self.backend, &plan.shapes[m])?)
                     }
                 });
             }
@@ -363,7 +425,7 @@ impl<B: Backend> Executor<B> {
             plan.grads[index] = Some(grad_output);
             // Put every buffer back, adding accumulated gradients to their node's gradient.
             let mut accumulate_error = Ok(());
-            for (k, (target, buf)) in targets.iter().zip(taken).enumerate() {
+            for (target, buf) in targets.iter().zip(taken) {
                 let (Some(target), Some(buf)) = (target, buf) else {
                     continue;
                 };
@@ -383,12 +445,16 @@ impl<B: Backend> Executor<B> {
                             };
                             accumulate_error = self.backend.axpy(1.0, &buf, dst);
                         }
-                        plan.accumulators.insert((index, k), buf);
+                        plan.pool.give(&self.backend, buf);
                     }
                 }
             }
             result?;
             accumulate_error?;
+            // Nothing reads this node's gradient again.
+            if let Some(done) = plan.grads[index].take() {
+                plan.pool.give(&self.backend, done);
+            }
             stop_timing(
                 &self.backend,
                 &mut self.profile,
@@ -436,11 +502,21 @@ impl<B: Backend> Executor<B> {
         if !plan.computed[node.index] {
             return Err(self.not_computed(node.index));
         }
+        if !plan.kept_all
+            && plan.values[node.index].is_none()
+            && !matches!(self.graph.nodes[node.index].kind, NodeKind::Param(_))
+        {
+            return Err(Error::Graph(format!(
+                "node {} was not among the outputs infer kept",
+                node.index
+            )));
+        }
         let buf = node_value(&self.graph, &plan.values, &self.tensors, node.index);
         self.backend.to_host(buf, &plan.shapes[node.index])
     }
 
-    /// The gradient of `node` from the last backward.
+    /// The gradient of `node` from the last backward: of an input or a parameter (an op node's
+    /// gradient is released once backward has passed it).
     pub fn grad(&self, node: NodeId) -> Result<HostTensor> {
         self.graph.check_node(node)?;
         if let NodeKind::Param(t) = self.graph.nodes[node.index].kind {
@@ -451,7 +527,10 @@ impl<B: Backend> Executor<B> {
             Some(buf) if plan.computed[node.index] => {
                 self.backend.to_host(buf, &plan.shapes[node.index])
             }
-            _ => Err(Error::Graph(format!("node {} has no gradient", node.index))),
+            _ => Err(Error::Graph(format!(
+                "node {} has no gradient (only inputs and parameters keep theirs)",
+                node.index
+            ))),
         }
     }
 
@@ -494,6 +573,17 @@ impl<B: Backend> Executor<B> {
         }
         let param = self.tensors[id.0].as_mut().unwrap();
         Ok(self.tensor_grads[id.0].as_ref().map(|g| (param, g)))
+    }
+
+    /// Bytes of device memory the plans hold for node values, gradients, op workspaces and free
+    /// buffers (the named tensors and their gradients are not counted).
+    pub fn plan_bytes(&self) -> u64 {
+        let elements: usize = self
+            .plans
+            .values()
+            .map(|plan| plan.elements(&self.backend))
+            .sum();
+        elements as u64 * std::mem::size_of::<f32>() as u64
     }
 
     /// Turns op timing on (or off): every op of later forwards and backwards then runs with the
@@ -554,38 +644,29 @@ impl<B: Backend> Executor<B> {
             };
             shapes.push(shape);
         }
-        let mut values = Vec::with_capacity(shapes.len());
         let mut workspaces = Vec::with_capacity(shapes.len());
         for (node, shape) in self.graph.nodes.iter().zip(&shapes) {
-            match &node.kind {
-                NodeKind::Param(_) => {
-                    values.push(None);
-                    workspaces.push(Vec::new());
-                }
-                NodeKind::Input { .. } => {
-                    values.push(Some(self.backend.alloc(&TensorDesc::f32(shape.clone()))?));
-                    workspaces.push(Vec::new());
-                }
+            let ws = match &node.kind {
                 NodeKind::Op { op, inputs } => {
-                    values.push(Some(self.backend.alloc(&TensorDesc::f32(shape.clone()))?));
                     let in_shapes: Vec<&Shape> = inputs.iter().map(|i| &shapes[i.index]).collect();
-                    let ws = op
-                        .workspace(&in_shapes, shape)
+                    op.workspace(&in_shapes, shape)
                         .into_iter()
                         .map(|s| self.backend.alloc(&TensorDesc::f32(s)))
-                        .collect::<Result<Vec<_>>>()?;
-                    workspaces.push(ws);
+                        .collect::<Result<Vec<_>>>()?
                 }
-            }
+                _ => Vec::new(),
+            };
+            workspaces.push(ws);
         }
         let n = shapes.len();
         Ok(Plan {
             shapes,
-            values,
+            values: (0..n).map(|_| None).collect(),
             workspaces,
             grads: (0..n).map(|_| None).collect(),
-            accumulators: HashMap::new(),
+            pool: BufferPool::new(),
             computed: vec![false; n],
+            kept_all: true,
         })
     }
 
@@ -656,6 +737,39 @@ enum GradTarget {
     Direct(usize),
     /// Written to a temporary and added (a later contribution of a fan-out).
     Accumulate(usize),
+}
+
+/// For a forward that keeps only `keep`: entry `i` lists the nodes whose values nothing needs
+/// once the nodes before `i` have run (entry `len` those free at the end). Parameter nodes,
+/// whose values are tensors, and nodes that do not run are never listed.
+fn release_schedule<B: Backend>(
+    graph: &Graph<B>,
+    fed: &[Option<&HostTensor>],
+    keep: &[NodeId],
+) -> Vec<Vec<usize>> {
+    let n = graph.nodes.len();
+    let mut runs = vec![false; n];
+    let mut last_use: Vec<usize> = (0..n).collect();
+    for (index, node) in graph.nodes.iter().enumerate() {
+        runs[index] = match &node.kind {
+            NodeKind::Param(_) => true,
+            NodeKind::Input { .. } => fed[index].is_some(),
+            NodeKind::Op { inputs, .. } => inputs.iter().all(|i| runs[i.index]),
+        };
+        if let (true, NodeKind::Op { inputs, .. }) = (runs[index], &node.kind) {
+            for input in inputs {
+                last_use[input.index] = index;
+            }
+        }
+    }
+    let mut schedule = vec![Vec::new(); n + 1];
+    for (index, node) in graph.nodes.iter().enumerate() {
+        let kept = keep.iter().any(|k| k.index == index);
+        if runs[index] && !kept && !matches!(node.kind, NodeKind::Param(_)) {
+            schedule[last_use[index] + 1].push(index);
+        }
+    }
+    schedule
 }
 
 /// Which nodes depend on a trainable tensor or a gradient-taking input.

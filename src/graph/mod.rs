@@ -7,6 +7,7 @@
 mod executor;
 mod init;
 mod op;
+mod pool;
 pub mod ops;
 mod profile;
 

@@ -288,12 +288,12 @@ impl<B: Backend> Trainer<B> {
         let (mut total, mut images) = (0.0f64, 0usize);
         for batch in loader.epoch(0) {
             let batch = batch?;
-            self.exec.forward(
+            self.exec.infer(
                 &[
                     (self.net.image, &batch.images),
                     (self.labels, &batch.labels),
                 ],
-                Mode::Eval,
+                &[self.loss, self.counts],
             )?;
             let n = batch.indices.len();
             total += self.exec.value(self.loss)?.data()[0] as f64 * n as f64;

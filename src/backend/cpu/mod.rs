@@ -75,6 +75,19 @@ impl Memory for CpuBackend {
         buf.0.len()
     }
 
+    fn capacity(&self, buf: &CpuBuffer) -> usize {
+        buf.0.capacity()
+    }
+
+    fn reuse_as(&self, buf: &mut CpuBuffer, len: usize) -> bool {
+        if len > buf.0.capacity() {
+            return false;
+        }
+        // Within the capacity: no reallocation.
+        buf.0.resize(len, 0.0);
+        true
+    }
+
     fn upload(&self, data: &[f32], dst: &mut CpuBuffer) -> Result<()> {
         check_len("upload", dst, data.len())?;
         dst.0.copy_from_slice(data);

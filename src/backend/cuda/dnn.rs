@@ -4,7 +4,7 @@
 //! Tensors are NHWC (`CUDNN_TENSOR_NHWC`) and filters `[out, kh, kw, in]`, which is cuDNN's NHWC
 //! filter format (K × R × S × C). In strict fp32 a shape may instead run in NCHW on transposed
 //! copies (`cudnnTransformTensor`) when that times faster at its first use. Algorithms come from cuDNN's heuristics
-//! (`cudnnGetConvolution*Algorithm_v7`); the first few are timed on the first call of each shape
+//! (`cudnnGetConvolution*Algorithm_v7`); all are timed on the first call of each shape
 //! and ordered fastest first (as PyTorch's `cudnn.benchmark` does). In strict fp32 mode the
 //! descriptor's math type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped;
 //! with [`ConvMath::direct_only`], so are the Winograd and FFT algorithms.
@@ -24,9 +24,6 @@ use crate::error::Result;
 
 /// Workspaces above this size are not considered (the next candidate is used instead).
 const MAX_WORKSPACE: usize = 4 << 30;
-
-/// How many of the heuristics' best candidates are timed at a shape's first use.
-const TUNE_CANDIDATES: usize = 6;
 
 /// What arithmetic a convolution may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -664,7 +661,7 @@ impl Dnn {
         Ok((event()?, event()?))
     }
 
-    /// Times the heuristics' first [`TUNE_CANDIDATES`] candidates on the call's own buffers
+    /// Times every candidate the heuristics offer on the call's own buffers
     /// (each run twice, the second run timed) and orders them fastest first; candidates cuDNN
     /// refuses go last. Each run overwrites the output, which the real call then writes again.
     fn tune(
@@ -675,11 +672,9 @@ impl Dnn {
         ptrs: &ConvPtrs,
     ) -> Result<()> {
         let (start, end) = self.timing_events()?;
-        let count = self
-            .plan(kind, p, math)?
-            .candidates
-            .len()
-            .min(TUNE_CANDIDATES);
+        // Every candidate, as PyTorch's exhaustive search does: the heuristics' order is only a
+        // guess.
+        let count = self.plan(kind, p, math)?.candidates.len();
         let mut timed: Vec<(f32, usize)> = Vec::with_capacity(count);
         for i in 0..count {
             let cand = self.plan(kind, p, math)?.candidates[i];
@@ -717,7 +712,23 @@ impl Dnn {
         }
         plan.candidates = order;
         plan.current = 0;
+        self.fit_workspace();
         Ok(())
+    }
+
+    /// Frees the workspace when it is larger than any plan's chosen algorithm needs (tuning
+    /// grows it to the hungriest candidate tried); the next call allocates what it needs.
+    fn fit_workspace(&mut self) {
+        let needed = self
+            .plans
+            .values()
+            .filter_map(|plan| plan.candidates.get(plan.current))
+            .map(|cand| cand.workspace)
+            .max()
+            .unwrap_or(0);
+        if self.workspace.as_ref().is_some_and(|w| w.len() > needed) {
+            self.workspace = None;
+        }
     }
 
     /// Runs convolution `kind` of `p`, overwriting the output (beta = 0).

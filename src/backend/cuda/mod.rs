@@ -119,19 +119,33 @@ pub(crate) fn check_len(op: &'static str, buf: &CudaBuffer, expected: usize) -> 
 /// it back to the driver at every synchronisation, so per-call scratch and workspaces are
 /// recycled rather than mapped again each step. Best effort: without memory pools nothing
 /// changes.
-fn keep_freed_memory(ctx: &Arc<CudaContext>) {
-    use cudarc::driver::{result, sys};
-    let mut threshold = u64::MAX;
-    // SAFETY: the device comes from a live context; the attribute takes a u64.
-    let _ = unsafe {
-        result::device::get_default_mem_pool(ctx.cu_device()).and_then(|pool| {
-            result::mem_pool::set_attribute(
-                pool,
-                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                &mut threshold as *mut u64 as *mut std::ffi::c_void,
-            )
-        })
-    };
+fn keep_freed_memory(ctx: &CudaContext) {
+    use cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+    pool_attribute(ctx, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, Some(u64::MAX));
+}
+
+/// Reads (or, given a value, sets) a u64 attribute of the device's default memory pool; `None`
+/// when the context allocates without memory pools or the call fails.
+fn pool_attribute(
+    ctx: &CudaContext,
+    attribute: cudarc::driver::sys::CUmemPool_attribute,
+    set: Option<u64>,
+) -> Option<u64> {
+    use cudarc::driver::result;
+    if !ctx.has_async_alloc() {
+        return None;
+    }
+    let mut value = set.unwrap_or(0);
+    let ptr = &mut value as *mut u64 as *mut std::ffi::c_void;
+    // SAFETY: the device comes from a live context; the attributes used are u64s.
+    unsafe {
+        let pool = result::device::get_default_mem_pool(ctx.cu_device()).ok()?;
+        match set {
+            Some(_) => result::mem_pool::set_attribute(pool, attribute, ptr).ok()?,
+            None => result::mem_pool::get_attribute(pool, attribute, ptr).ok()?,
+        }
+    }
+    Some(value)
 }
 
 /// Threads per block of the one-dimensional kernels.
@@ -426,6 +440,19 @@ impl Memory for CudaBackend {
         buf.len
     }
 
+    fn capacity(&self, buf: &CudaBuffer) -> usize {
+        buf.data.len()
+    }
+
+    fn reuse_as(&self, buf: &mut CudaBuffer, len: usize) -> bool {
+        // Every use of a buffer reads `len` elements from the start of its allocation.
+        let fits = len <= buf.data.len();
+        if fits {
+            buf.len = len;
+        }
+        fits
+    }
+
     fn upload(&self, data: &[f32], dst: &mut CudaBuffer) -> Result<()> {
         check_len("upload", dst, data.len())?;
         if data.is_empty() {
@@ -466,23 +493,25 @@ impl Memory for CudaBackend {
     /// Bytes held by live allocations of the device's default memory pool (memory the pool keeps
     /// for reuse is not counted); without memory pools, the device's used memory.
     fn memory_in_use(&self) -> Option<u64> {
-        use cudarc::driver::{result, sys};
-        let mut used = 0u64;
-        // SAFETY: the device comes from a live context; the attribute is a u64.
-        let pooled = unsafe {
-            result::device::get_default_mem_pool(self.inner.ctx.cu_device()).and_then(|pool| {
-                result::mem_pool::get_attribute(
-                    pool,
-                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT,
-                    &mut used as *mut u64 as *mut std::ffi::c_void,
-                )
-            })
-        };
-        if pooled.is_ok() && self.inner.ctx.has_async_alloc() {
+        use cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT;
+        if let Some(used) = pool_attribute(&self.inner.ctx, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, None)
+        {
             return Some(used);
         }
         let (free, total) = self.inner.ctx.mem_get_info().ok()?;
         Some(total.saturating_sub(free) as u64)
+    }
+
+    /// The pool's high watermark of bytes in live allocations; `None` without memory pools.
+    fn memory_peak(&self) -> Option<u64> {
+        use cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+        pool_attribute(&self.inner.ctx, CU_MEMPOOL_ATTR_USED_MEM_HIGH, None)
+    }
+
+    fn reset_memory_peak(&self) {
+        use cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+        // The driver only takes zero, which restarts the watermark at the current use.
+        pool_attribute(&self.inner.ctx, CU_MEMPOOL_ATTR_USED_MEM_HIGH, Some(0));
     }
 
     fn sync(&self) -> Result<()> {
