@@ -40,20 +40,22 @@ extern "C" __global__ void unary_fwd(const float* x, float* y, u64 n, int op, fl
     }
 }
 
-extern "C" __global__ void unary_bwd(const float* x, const float* y, const float* dy, float* dx,
-                                     u64 n, int op, float scale) {
+// dx = dy * f'(x) from `s`: the forward's output y, or its input x for log, abs and square
+// (UnaryOp::backward_from_output); ReLU's y > 0 is x > 0.
+extern "C" __global__ void unary_bwd(const float* s, const float* dy, float* dx, u64 n, int op,
+                                     float scale) {
     GRID_LOOP(i, n) {
-        float a = x[i], b = y[i], g = dy[i], r;
+        float v = s[i], g = dy[i], r;
         switch (op) {
-        case OP_RELU: r = a > 0.0f ? g : 0.0f; break;
-        case OP_SIGMOID: r = g * b * (1.0f - b); break;
-        case OP_TANH: r = g * (1.0f - b * b); break;
-        case OP_EXP: r = g * b; break;
-        case OP_LOG: r = g / a; break;
+        case OP_RELU: r = v > 0.0f ? g : 0.0f; break;
+        case OP_SIGMOID: r = g * v * (1.0f - v); break;
+        case OP_TANH: r = g * (1.0f - v * v); break;
+        case OP_EXP: r = g * v; break;
+        case OP_LOG: r = g / v; break;
         case OP_NEG: r = -g; break;
-        case OP_ABS: r = a > 0.0f ? g : (a < 0.0f ? -g : 0.0f); break;
-        case OP_SQRT: r = g * 0.5f / b; break;
-        case OP_SQUARE: r = g * 2.0f * a; break;
+        case OP_ABS: r = v > 0.0f ? g : (v < 0.0f ? -g : 0.0f); break;
+        case OP_SQRT: r = g * 0.5f / v; break;
+        case OP_SQUARE: r = g * 2.0f * v; break;
         default: r = g * scale; break;
         }
         dx[i] = r;

@@ -107,18 +107,19 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // ---- unary backward -------------------------------------------------------------------------
 
-@group(0) @binding(0) var<storage, read> gx: array<f32>;
-@group(0) @binding(1) var<storage, read> gy: array<f32>;
-@group(0) @binding(2) var<storage, read> gdy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gdx: array<f32>;
-@group(0) @binding(4) var<uniform> G: Scalars;
+// `gs` is the forward's output y, or its input x for log, abs and square
+// (UnaryOp::backward_from_output); ReLU's y > 0 is x > 0.
+@group(0) @binding(0) var<storage, read> gs: array<f32>;
+@group(0) @binding(1) var<storage, read> gdy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gdx: array<f32>;
+@group(0) @binding(3) var<uniform> G: Scalars;
 
-fn unary_grad(v: f32, out: f32, g: f32) -> f32 {
+fn unary_grad(v: f32, g: f32) -> f32 {
     switch OP {
         case 0u: { return select(0.0, g, v > 0.0); }
-        case 1u: { return g * out * (1.0 - out); }
-        case 2u: { return g * (1.0 - out * out); }
-        case 3u: { return g * out; }
+        case 1u: { return g * v * (1.0 - v); }
+        case 2u: { return g * (1.0 - v * v); }
+        case 3u: { return g * v; }
         case 4u: { return g / v; }
         case 5u: { return -g; }
         case 6u: {
@@ -126,7 +127,7 @@ fn unary_grad(v: f32, out: f32, g: f32) -> f32 {
             if v < 0.0 { return -g; }
             return 0.0;
         }
-        case 7u: { return g * 0.5 / out; }
+        case 7u: { return g * 0.5 / v; }
         case 8u: { return g * 2.0 * v; }
         default: { return g * G.a; }
     }
@@ -137,7 +138,7 @@ fn unary_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
                   @builtin(local_invocation_index) lid: u32) {
     let i = item(wid, nwg, lid);
     if i < W.end {
-        gdx[at(3u, i)] = unary_grad(gx[at(0u, i)], gy[at(1u, i)], gdy[at(2u, i)]);
+        gdx[at(2u, i)] = unary_grad(gs[at(0u, i)], gdy[at(1u, i)]);
     }
 }
 

@@ -324,7 +324,6 @@ pub fn table_row(r: &BenchRecord) -> String {
 struct Runner<B: Backend> {
     exec: Executor<B>,
     image: NodeId,
-    logits: NodeId,
     labels: NodeId,
     loss: NodeId,
     optimizer: Adam<B>,
@@ -340,7 +339,9 @@ impl<B: Backend> Runner<B> {
         let net = UNet::build(&mut g, cfg.model(), batch, cfg.size, cfg.size)?;
         let labels = g.input("labels", [batch, cfg.size, cfg.size])?;
         let loss = loss::cross_entropy(&mut g, net.logits, labels, &CrossEntropyConfig::default())?;
-        let exec = Executor::new(backend.clone(), g, cfg.seed)?;
+        let mut exec = Executor::new(backend.clone(), g, cfg.seed)?;
+        // As a training run: values live only as long as the step needs them.
+        exec.keep_only(&[loss])?;
         let pixels = batch * cfg.size * cfg.size;
         let images = HostTensor::new(
             [batch, cfg.size, cfg.size, cfg.in_channels],
@@ -357,7 +358,6 @@ impl<B: Backend> Runner<B> {
         Ok(Runner {
             exec,
             image: net.image,
-            logits: net.logits,
             labels,
             loss,
             // A small rate keeps the random-label training finite over many steps.
@@ -381,9 +381,7 @@ impl<B: Backend> Runner<B> {
                 }
                 self.optimizer.step(&mut self.exec)
             }
-            Part::Inference => self
-                .exec
-                .infer(&[(self.image, &self.images)], &[self.logits]),
+            Part::Inference => self.exec.forward(&[(self.image, &self.images)], Mode::Eval),
         }
     }
 }

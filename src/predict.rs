@@ -4,7 +4,7 @@
 use crate::backend::Backend;
 use crate::data::Pixels;
 use crate::error::{Error, Result};
-use crate::graph::{Executor, NodeId};
+use crate::graph::{Executor, Mode, NodeId};
 use crate::tensor::HostTensor;
 
 /// Runs a model's image → logits graph over images of any size.
@@ -22,7 +22,8 @@ pub struct Predictor<'a, B: Backend> {
 
 impl<'a, B: Backend> Predictor<'a, B> {
     /// A predictor over `exec`'s `image` input and `logits` output; `tile` must be a positive
-    /// multiple of 16.
+    /// multiple of 16. The executor keeps only the logits from then on
+    /// ([`Executor::keep_only`]), so a window needs only the values alive at one time.
     pub fn new(
         exec: &'a mut Executor<B>,
         image: NodeId,
@@ -35,6 +36,7 @@ impl<'a, B: Backend> Predictor<'a, B> {
                 format!("tile size {tile} must be a positive multiple of 16"),
             ));
         }
+        exec.keep_only(&[logits])?;
         Ok(Predictor {
             exec,
             image,
@@ -94,7 +96,7 @@ impl<'a, B: Backend> Predictor<'a, B> {
     }
 
     fn run(&mut self, window: &HostTensor) -> Result<HostTensor> {
-        self.exec.infer(&[(self.image, window)], &[self.logits])?;
+        self.exec.forward(&[(self.image, window)], Mode::Eval)?;
         let out = self.exec.value(self.logits)?;
         let dims = out.shape().dims()[1..].to_vec();
         out.reshape(dims)

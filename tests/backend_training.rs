@@ -1,6 +1,7 @@
 //! A small U-Net trained for a few steps on every selected backend follows the CPU backend's loss
-//! curve and ends with the same weights and evaluation logits, within tolerance; on each backend,
-//! `infer` (buffers reused between nodes) gives exactly what a full forward gives.
+//! curve and ends with the same weights and evaluation logits, within tolerance, with values
+//! released as soon as the step is done with them; on each backend, an evaluation that keeps only
+//! the logits (buffers reused between nodes) gives exactly what one keeping every value gives.
 
 mod common;
 
@@ -14,7 +15,7 @@ use magnet::{Backend, CpuBackend, Executor, Graph, HostTensor, Mode};
 const STEPS: usize = 6;
 
 /// What a run gives: the loss of each step, the final first-layer weights, and the trained
-/// network's evaluation logits from `infer` (which reuses buffers between nodes).
+/// network's evaluation logits.
 struct Run {
     losses: Vec<f32>,
     weights: HostTensor,
@@ -35,6 +36,8 @@ fn train<B: Backend>(backend: B, batch: &Batch) -> Run {
     let loss =
         loss::cross_entropy(&mut g, net.logits, labels, &CrossEntropyConfig::default()).unwrap();
     let mut exec = Executor::new(backend, g, 11).unwrap();
+    // As the trainer runs: each value lives only as long as the step needs it.
+    exec.keep_only(&[loss]).unwrap();
     let mut sgd = Sgd::new(SgdConfig::new(0.05).momentum(0.9)).unwrap();
     let mut losses = Vec::new();
     for _ in 0..STEPS {
@@ -47,14 +50,20 @@ fn train<B: Backend>(backend: B, batch: &Batch) -> Run {
         sgd.step(&mut exec).unwrap();
         losses.push(exec.value(loss).unwrap().data()[0]);
     }
+    exec.keep_all();
     exec.forward(&[(net.image, &batch.images)], Mode::Eval)
         .unwrap();
     let logits = exec.value(net.logits).unwrap();
-    exec.infer(&[(net.image, &batch.images)], &[net.logits])
+    exec.keep_only(&[net.logits]).unwrap();
+    exec.forward(&[(net.image, &batch.images)], Mode::Eval)
         .unwrap();
     // The same kernels on the same shapes: where the values live must not change a bit, on any
     // backend (a kernel that leaves part of a reused buffer unwritten would).
-    assert_eq!(exec.value(net.logits).unwrap(), logits, "infer vs forward");
+    assert_eq!(
+        exec.value(net.logits).unwrap(),
+        logits,
+        "keeping only the logits vs keeping every value"
+    );
     let id = exec.graph().tensor_id("inc.double_conv.0.weight").unwrap();
     Run {
         losses,

@@ -363,38 +363,75 @@ fn small_unet() -> (Graph<CpuBackend>, UNet, NodeId, HostTensor) {
 }
 
 #[test]
-fn infer_keeps_only_its_outputs_and_holds_a_fraction_of_the_memory() {
-    let (g, net, _, images) = small_unet();
+fn keeping_only_the_outputs_frees_memory_and_changes_no_result() {
+    let (g, full_net, full_total, images) = small_unet();
     let mut full = Executor::new(CpuBackend::new(), g, 9).unwrap();
-    full.forward(&[(net.image, &images)], Mode::Eval).unwrap();
-    let expected = full.value(net.logits).unwrap();
+    full.forward(&[(full_net.image, &images)], Mode::Eval)
+        .unwrap();
+    let expected = full.value(full_net.logits).unwrap();
 
     let (g, net, total, _) = small_unet();
     let mut lean = Executor::new(CpuBackend::new(), g, 9).unwrap();
+    lean.keep_only(&[net.logits]).unwrap();
     for _ in 0..2 {
-        lean.infer(&[(net.image, &images)], &[net.logits]).unwrap();
+        lean.forward(&[(net.image, &images)], Mode::Eval).unwrap();
         // Buffer reuse changes where values live, not a bit of what is computed.
         assert_eq!(lean.value(net.logits).unwrap(), expected);
     }
-    // `full` holds every value of the forward; `lean` the most alive at one time (the level-1
-    // skip, the decoder's working set, the concat).
+    // `full` holds every value of the forward; `lean` the most alive at one time (the skips,
+    // the decoder's working set, the concat).
     let (lean_bytes, full_bytes) = (lean.plan_bytes(), full.plan_bytes());
     assert!(
-        lean_bytes * 5 < full_bytes * 2,
-        "infer holds {lean_bytes} bytes, a full forward {full_bytes}"
+        lean_bytes * 4 < full_bytes,
+        "an evaluation keeping only the logits holds {lean_bytes} bytes, one keeping all {full_bytes}"
     );
     // A later step allocates nothing more.
-    lean.infer(&[(net.image, &images)], &[net.logits]).unwrap();
-    assert_eq!(lean.plan_bytes(), lean_bytes);
-
-    // Values not kept, and backward, say why they cannot be had; a full forward brings both back.
-    let err = lean.value(net.image).unwrap_err();
-    assert!(err.to_string().contains("infer"), "{err}");
-    let err = lean.backward(total).unwrap_err();
-    assert!(err.to_string().contains("infer"), "{err}");
     lean.forward(&[(net.image, &images)], Mode::Eval).unwrap();
-    lean.value(net.image).unwrap();
-    lean.backward(total).unwrap();
+    assert_eq!(lean.plan_bytes(), lean_bytes);
+    // Values not kept, and backward after an evaluation forward, say why they cannot be had.
+    let err = lean.value(net.image).unwrap_err();
+    assert!(err.to_string().contains("keep_only"), "{err}");
+    let err = lean.backward(total).unwrap_err();
+    assert!(err.to_string().contains("keep_only"), "{err}");
+
+    // Training under keep_only: the same losses and weights as keeping everything, in less
+    // memory; each training forward allows one backward.
+    let train = |exec: &mut Executor<CpuBackend>, image: NodeId, total: NodeId| {
+        let mut losses = Vec::new();
+        for _ in 0..3 {
+            exec.forward(&[(image, &images)], Mode::Train).unwrap();
+            exec.backward(total).unwrap();
+            losses.push(exec.value(total).unwrap().data()[0]);
+            let w = exec.graph().tensor_id("inc.double_conv.0.weight").unwrap();
+            let step = exec.tensor_grad(w).unwrap();
+            let moved: Vec<f32> = exec
+                .tensor(w)
+                .unwrap()
+                .data()
+                .iter()
+                .zip(step.data())
+                .map(|(v, g)| v - 1e-3 * g)
+                .collect();
+            let shape = step.shape().clone();
+            exec.set_tensor(w, &HostTensor::new(shape, moved).unwrap())
+                .unwrap();
+        }
+        let w = exec.graph().tensor_id("inc.double_conv.0.weight").unwrap();
+        (losses, exec.tensor(w).unwrap())
+    };
+    lean.keep_only(&[total]).unwrap();
+    assert_eq!(
+        train(&mut lean, net.image, total),
+        train(&mut full, full_net.image, full_total)
+    );
+    assert!(
+        lean.plan_bytes() < full.plan_bytes() * 3 / 4,
+        "training keeping only the loss holds {} bytes, keeping all {}",
+        lean.plan_bytes(),
+        full.plan_bytes()
+    );
+    let err = lean.backward(total).unwrap_err();
+    assert!(err.to_string().contains("backward"), "{err}");
 }
 
 #[test]

@@ -240,12 +240,12 @@ pub trait ElementwiseOps: Memory {
     /// `y = f(x)`.
     fn unary(&self, op: UnaryOp, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
 
-    /// `dx = dy · f'(x)`, given the forward's input `x` and output `y`.
+    /// `dx = dy · f'(x)`, given `saved`: the forward's output `y` where
+    /// [`UnaryOp::backward_from_output`], else its input `x`.
     fn unary_backward(
         &self,
         op: UnaryOp,
-        x: &Self::Buffer,
-        y: &Self::Buffer,
+        saved: &Self::Buffer,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
     ) -> Result<()>;

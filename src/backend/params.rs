@@ -285,6 +285,13 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
+    /// Whether the derivative is computed from the forward's output `y` (else from its input
+    /// `x`): ReLU from `y > 0` (the same as `x > 0`), sigmoid, tanh, exp and sqrt from `y`,
+    /// the affine map and negation from neither; log, abs and square need `x`.
+    pub fn backward_from_output(self) -> bool {
+        !matches!(self, UnaryOp::Log | UnaryOp::Abs | UnaryOp::Square)
+    }
+
     /// `(code, scale, shift)`: how the GPU kernels (`kernels/elementwise.cu`,
     /// `shaders/elementwise.wgsl`) number this op, with the parameters of `Affine`.
     pub fn kernel_code(self) -> (u32, f32, f32) {

@@ -19,7 +19,7 @@ use crate::tensor::{HostTensor, Shape, TensorDesc};
 struct Plan<B: Backend> {
     shapes: Vec<Shape>,
     /// Output of every computed input and op node while it is alive (`None` for parameter nodes,
-    /// whose values are tensors, and for values an inference forward has released).
+    /// whose values are tensors, and for values released under [`Executor::keep_only`]).
     values: Vec<Option<B::Buffer>>,
     workspaces: Vec<Vec<B::Buffer>>,
     /// Gradient of every non-parameter node while backward needs it: an op node's is released
@@ -29,8 +29,8 @@ struct Plan<B: Backend> {
     pool: BufferPool<B>,
     /// Which nodes the last forward computed.
     computed: Vec<bool>,
-    /// Whether the last forward kept every value (so backward can follow).
-    kept_all: bool,
+    /// Whether the last forward kept what backward reads and no backward has released it since.
+    backward_ready: bool,
 }
 
 impl<B: Backend> Plan<B> {
@@ -39,6 +39,15 @@ impl<B: Backend> Plan<B> {
         let held = self.values.iter_mut().chain(self.grads.iter_mut());
         for buf in held.filter_map(Option::take) {
             self.pool.give(backend, buf);
+        }
+    }
+
+    /// Returns node `index`'s value to the pool unless `keep` says to keep it.
+    fn release_value(&mut self, backend: &B, index: usize, keep: &[bool]) {
+        if !keep[index] {
+            if let Some(buf) = self.values[index].take() {
+                self.pool.give(backend, buf);
+            }
         }
     }
 
@@ -72,6 +81,12 @@ pub struct Executor<B: Backend> {
     /// For each node, the trainable tensors whose gradient is final once backward has passed
     /// it (the node is their earliest consumer).
     final_after: Vec<Vec<TensorId>>,
+    /// Whether some backward may read each node's value.
+    read_by_backward: Vec<bool>,
+    /// The nodes whose values stay readable after a forward (`None`: all of them).
+    keep: Option<Vec<bool>>,
+    /// An empty buffer that backward sees in place of a value it does not read.
+    released: B::Buffer,
     plans: HashMap<Vec<Shape>, Plan<B>>,
     current: Option<Vec<Shape>>,
     mode: Mode,
@@ -98,6 +113,8 @@ impl<B: Backend> Executor<B> {
         }
         let needs_grad = needs_grad(&graph);
         let final_after = final_after(&graph);
+        let read_by_backward = read_by_backward(&graph, &needs_grad);
+        let released = backend.alloc(&TensorDesc::f32([0]))?;
         Ok(Executor {
             backend,
             grad_written: vec![false; graph.tensors.len()],
@@ -106,6 +123,9 @@ impl<B: Backend> Executor<B> {
             tensor_grads,
             needs_grad,
             final_after,
+            read_by_backward,
+            keep: None,
+            released,
             plans: HashMap::new(),
             current: None,
             mode: Mode::Eval,
@@ -140,28 +160,36 @@ impl<B: Backend> Executor<B> {
         mode: Mode,
         collective: Option<&mut (dyn Collective<B> + 'static)>,
     ) -> Result<()> {
-        self.run_forward(feeds, mode, collective, None)
+        self.run_forward(feeds, mode, collective)
     }
 
-    /// An evaluation-mode forward that keeps only the values of `outputs` readable: every other
-    /// node's buffer goes back to the plan's pool once its last consumer has run, so the plan
-    /// holds the most values alive at one time rather than all of them. Backward cannot follow
-    /// it (run [`Executor::forward`] for that).
-    pub fn infer(&mut self, feeds: &[(NodeId, &HostTensor)], outputs: &[NodeId]) -> Result<()> {
+    /// From now on, keeps only the values of `outputs` readable after a forward (and after a
+    /// backward). Every other value goes back to the plan's pool once nothing needs it: after
+    /// its last forward consumer, or, in a training forward, when backward has passed the node
+    /// if some op's backward reads it ([`Op::backward_reads_input`]). So an evaluation forward
+    /// holds only the values alive at one time, and a training step only what backward reads.
+    /// Backward cannot follow an evaluation forward then, and runs once per training forward.
+    pub fn keep_only(&mut self, outputs: &[NodeId]) -> Result<()> {
+        let mut keep = vec![false; self.graph.nodes.len()];
         for &node in outputs {
             self.graph.check_node(node)?;
+            keep[node.index] = true;
         }
-        self.run_forward(feeds, Mode::Eval, None, Some(outputs))
+        self.keep = Some(keep);
+        Ok(())
     }
 
-    /// Runs the fed part of the graph; with `keep`, releases every other value after its last
-    /// use.
+    /// Keeps every value readable after a forward, as before any [`Executor::keep_only`].
+    pub fn keep_all(&mut self) {
+        self.keep = None;
+    }
+
+    /// Runs the fed part of the graph, releasing values as [`Executor::keep_only`] says.
     fn run_forward(
         &mut self,
         feeds: &[(NodeId, &HostTensor)],
         mode: Mode,
         mut collective: Option<&mut (dyn Collective<B> + 'static)>,
-        keep: Option<&[NodeId]>,
     ) -> Result<()> {
         let mut fed: Vec<Option<&HostTensor>> = vec![None; self.graph.nodes.len()];
         for &(node, value) in feeds {
@@ -185,11 +213,23 @@ impl<B: Backend> Executor<B> {
             self.step += 1;
         }
         self.mode = mode;
-        let release = keep.map(|keep| release_schedule(&self.graph, &fed, keep));
+        // With `keep_only`, values are released after their last forward use unless kept or,
+        // in training, read by backward (which then releases them).
+        let release = self.keep.as_ref().map(|keep| {
+            let retained: Vec<bool> = match mode {
+                Mode::Train => keep
+                    .iter()
+                    .zip(&self.read_by_backward)
+                    .map(|(&k, &r)| k || r)
+                    .collect(),
+                Mode::Eval => keep.clone(),
+            };
+            release_schedule(&self.graph, &fed, &retained)
+        });
         let plan = self.plans.get_mut(&key).expect("plan inserted above");
         self.current = Some(key);
         plan.recycle(&self.backend);
-        plan.kept_all = release.is_none();
+        plan.backward_ready = release.is_none() || mode == Mode::Train;
         plan.computed.iter_mut().for_each(|c| *c = false);
         for (index, value) in fed.iter().enumerate() {
             if let Some(value) = value {
@@ -230,7 +270,10 @@ impl<B: Backend> Executor<B> {
             let result = {
                 let input_bufs: Vec<&B::Buffer> = inputs
                     .iter()
-                    .map(|i| node_value(&self.graph, &plan.values, &self.tensors, i.index))
+                    .map(|i| {
+                        node_value(&self.graph, &plan.values, &self.tensors, i.index)
+                            .expect("values live until their last consumer")
+                    })
                     .collect();
                 let input_shapes: Vec<&Shape> =
                     inputs.iter().map(|i| &plan.shapes[i.index]).collect();
@@ -309,9 +352,11 @@ impl<B: Backend> Executor<B> {
     ) -> Result<()> {
         self.graph.check_node(node)?;
         let plan = self.current_plan_mut()?;
-        if !plan.kept_all {
+        if !plan.backward_ready {
             return Err(Error::Graph(
-                "backward needs the values of a full forward; the last forward was infer".into(),
+                "backward needs the values a training forward keeps for it (under keep_only, \
+                 an evaluation forward keeps none and one backward releases them)"
+                    .into(),
             ));
         }
         if !plan.computed[node.index] {
@@ -325,6 +370,8 @@ impl<B: Backend> Executor<B> {
                 &[grad.shape(), &plan.shapes[node.index]],
             ));
         }
+        // Under keep_only, backward releases what it has read as it goes: once per forward.
+        plan.backward_ready = self.keep.is_none();
         let nodes = &self.graph.nodes;
         let mut has_grad = vec![false; nodes.len()];
         self.grad_written.iter_mut().for_each(|w| *w = false);
@@ -345,6 +392,10 @@ impl<B: Backend> Executor<B> {
         }
 
         for index in (0..=node.index).rev() {
+            // Backward has passed node `index + 1` and every later reader of its value.
+            if let (Some(keep), true) = (&self.keep, index < node.index) {
+                plan.release_value(&self.backend, index + 1, keep);
+            }
             let (op, inputs) = match &nodes[index].kind {
                 NodeKind::Op { op, inputs } if has_grad[index] => (op, inputs),
                 _ => continue,
@@ -399,9 +450,13 @@ impl<B: Backend> Executor<B> {
                     .iter()
                     .map(|t| self.tensors[t.0].as_ref().unwrap())
                     .collect();
+                // Values no backward reads may be gone: an empty buffer stands in.
                 let input_bufs: Vec<&B::Buffer> = inputs
                     .iter()
-                    .map(|i| node_value(&self.graph, &plan.values, &self.tensors, i.index))
+                    .map(|i| {
+                        node_value(&self.graph, &plan.values, &self.tensors, i.index)
+                            .unwrap_or(&self.released)
+                    })
                     .collect();
                 let input_shapes: Vec<&Shape> =
                     inputs.iter().map(|i| &plan.shapes[i.index]).collect();
@@ -413,7 +468,7 @@ impl<B: Backend> Executor<B> {
                     seed: node_seed(self.seed, self.step, index),
                     inputs: &input_bufs,
                     input_shapes: &input_shapes,
-                    output: plan.values[index].as_ref().unwrap(),
+                    output: plan.values[index].as_ref().unwrap_or(&self.released),
                     output_shape: &plan.shapes[index],
                     grad_output: &grad_output,
                     grad_inputs,
@@ -470,6 +525,9 @@ impl<B: Backend> Executor<B> {
                 }
             }
         }
+        if let Some(keep) = &self.keep {
+            plan.release_value(&self.backend, 0, keep);
+        }
         Ok(())
     }
 
@@ -502,16 +560,12 @@ impl<B: Backend> Executor<B> {
         if !plan.computed[node.index] {
             return Err(self.not_computed(node.index));
         }
-        if !plan.kept_all
-            && plan.values[node.index].is_none()
-            && !matches!(self.graph.nodes[node.index].kind, NodeKind::Param(_))
-        {
+        let Some(buf) = node_value(&self.graph, &plan.values, &self.tensors, node.index) else {
             return Err(Error::Graph(format!(
-                "node {} was not among the outputs infer kept",
+                "node {} is not among the outputs kept (see Executor::keep_only)",
                 node.index
             )));
-        }
-        let buf = node_value(&self.graph, &plan.values, &self.tensors, node.index);
+        };
         self.backend.to_host(buf, &plan.shapes[node.index])
     }
 
@@ -666,7 +720,7 @@ impl<B: Backend> Executor<B> {
             grads: (0..n).map(|_| None).collect(),
             pool: BufferPool::new(),
             computed: vec![false; n],
-            kept_all: true,
+            backward_ready: false,
         })
     }
 
@@ -739,13 +793,13 @@ enum GradTarget {
     Accumulate(usize),
 }
 
-/// For a forward that keeps only `keep`: entry `i` lists the nodes whose values nothing needs
+/// For a forward that keeps only the values `keep` marks: entry `i` lists the nodes whose values nothing needs
 /// once the nodes before `i` have run (entry `len` those free at the end). Parameter nodes,
 /// whose values are tensors, and nodes that do not run are never listed.
 fn release_schedule<B: Backend>(
     graph: &Graph<B>,
     fed: &[Option<&HostTensor>],
-    keep: &[NodeId],
+    keep: &[bool],
 ) -> Vec<Vec<usize>> {
     let n = graph.nodes.len();
     let mut runs = vec![false; n];
@@ -764,12 +818,27 @@ fn release_schedule<B: Backend>(
     }
     let mut schedule = vec![Vec::new(); n + 1];
     for (index, node) in graph.nodes.iter().enumerate() {
-        let kept = keep.iter().any(|k| k.index == index);
-        if runs[index] && !kept && !matches!(node.kind, NodeKind::Param(_)) {
+        if runs[index] && !keep[index] && !matches!(node.kind, NodeKind::Param(_)) {
             schedule[last_use[index] + 1].push(index);
         }
     }
     schedule
+}
+
+/// Which nodes' values some op's backward may read: an op's inputs and output as it declares
+/// ([`Op::backward_reads_input`], [`Op::backward_reads_output`]), for ops whose backward can run
+/// (those that depend on something taking a gradient).
+fn read_by_backward<B: Backend>(graph: &Graph<B>, needs_grad: &[bool]) -> Vec<bool> {
+    let mut read = vec![false; graph.nodes.len()];
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if let (NodeKind::Op { op, inputs }, true) = (&node.kind, needs_grad[index]) {
+            read[index] |= op.backward_reads_output();
+            for (k, input) in inputs.iter().enumerate() {
+                read[input.index] |= op.backward_reads_input(k);
+            }
+        }
+    }
+    read
 }
 
 /// Which nodes depend on a trainable tensor or a gradient-taking input.
@@ -810,17 +879,16 @@ fn final_after<B: Backend>(graph: &Graph<B>) -> Vec<Vec<TensorId>> {
     after
 }
 
+/// The value of node `index`: its tensor for a parameter node, else its buffer while it lives.
 fn node_value<'a, B: Backend>(
     graph: &Graph<B>,
     values: &'a [Option<B::Buffer>],
     tensors: &'a [Option<B::Buffer>],
     index: usize,
-) -> &'a B::Buffer {
+) -> Option<&'a B::Buffer> {
     match graph.nodes[index].kind {
-        NodeKind::Param(t) => tensors[t.0].as_ref().expect("tensors are present"),
-        _ => values[index]
-            .as_ref()
-            .expect("values are present between ops"),
+        NodeKind::Param(t) => Some(tensors[t.0].as_ref().expect("tensors are present")),
+        _ => values[index].as_ref(),
     }
 }
 

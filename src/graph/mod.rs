@@ -7,8 +7,8 @@
 mod executor;
 mod init;
 mod op;
-mod pool;
 pub mod ops;
+mod pool;
 mod profile;
 
 use std::collections::HashMap;

@@ -43,6 +43,20 @@ pub trait Op<B: Backend>: Send + Sync {
         true
     }
 
+    /// Whether backward reads the value of input `index` (it always may read its shape, the
+    /// output gradient and the workspaces). An executor that keeps only some values
+    /// ([`crate::graph::Executor::keep_only`]) frees the others after their last forward use
+    /// and hands backward an empty buffer in their place. The default: every input.
+    fn backward_reads_input(&self, _index: usize) -> bool {
+        true
+    }
+
+    /// Whether backward reads the output's value (the default: yes); see
+    /// [`Op::backward_reads_input`].
+    fn backward_reads_output(&self) -> bool {
+        true
+    }
+
     /// Computes the output.
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()>;
 

@@ -68,7 +68,9 @@ impl<B: Backend> Trainer<B> {
             .loss
             .build(&mut g, net.logits, labels, config.ignore_index)?;
         let counts = metrics::confusion_counts(&mut g, net.logits, labels, config.ignore_index)?;
-        let exec = Executor::new(backend, g, config.seed)?;
+        let mut exec = Executor::new(backend, g, config.seed)?;
+        // The trainer reads only the loss and the confusion counts.
+        exec.keep_only(&[loss, counts])?;
         let optimizer = config.optimizer.build(config.lr, config.weight_decay)?;
         Ok(Trainer {
             exec,
@@ -288,12 +290,12 @@ impl<B: Backend> Trainer<B> {
         let (mut total, mut images) = (0.0f64, 0usize);
         for batch in loader.epoch(0) {
             let batch = batch?;
-            self.exec.infer(
+            self.exec.forward(
                 &[
                     (self.net.image, &batch.images),
                     (self.labels, &batch.labels),
                 ],
-                &[self.loss, self.counts],
+                Mode::Eval,
             )?;
             let n = batch.indices.len();
             total += self.exec.value(self.loss)?.data()[0] as f64 * n as f64;

@@ -529,7 +529,8 @@ fn unary_backward<M: Backend>(m: &M, op: &UnaryOp) -> Outputs {
     let mut y = out(m, N)?;
     m.unary(*op, &x, &mut y)?;
     let mut dx = out(m, N)?;
-    m.unary_backward(*op, &x, &y, &dy, &mut dx)?;
+    let saved = if op.backward_from_output() { &y } else { &x };
+    m.unary_backward(*op, saved, &dy, &mut dx)?;
     Ok(vec![m.download(&dx)?])
 }
 

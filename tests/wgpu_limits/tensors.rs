@@ -23,7 +23,12 @@ fn unary_forward<M: Backend>(m: &M, op: &UnaryOp) -> Outputs {
     let (mut y, mut dx) = (out(m, N), out(m, N));
     ok(m.unary(*op, &x, &mut y), "unary");
     ok(
-        m.unary_backward(*op, &x, &y, &dy, &mut dx),
+        m.unary_backward(
+            *op,
+            if op.backward_from_output() { &y } else { &x },
+            &dy,
+            &mut dx,
+        ),
         "unary_backward",
     );
     get(m, &[&y, &dx])

@@ -50,23 +50,12 @@ fn map1(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32 + Sync + Send) {
     });
 }
 
-/// `out[i] = f(x[i], y[i], dy[i])`; the lengths are checked by the caller.
-fn map3(
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    out: &mut [f32],
-    f: impl Fn(f32, f32, f32) -> f32 + Sync + Send,
-) {
+/// `out[i] = f(s[i], dy[i])`; the lengths are checked by the caller.
+fn map2(s: &[f32], dy: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync + Send) {
     for_each_chunk_mut(out, PAR_CHUNK, |i, oc| {
         let r = i * PAR_CHUNK..i * PAR_CHUNK + oc.len();
-        for (((o, &a), &b), &g) in oc
-            .iter_mut()
-            .zip(&x[r.clone()])
-            .zip(&y[r.clone()])
-            .zip(&dy[r])
-        {
-            *o = f(a, b, g);
+        for ((o, &a), &g) in oc.iter_mut().zip(&s[r.clone()]).zip(&dy[r]) {
+            *o = f(a, g);
         }
     });
 }
@@ -128,24 +117,23 @@ impl ElementwiseOps for CpuBackend {
     fn unary_backward(
         &self,
         op: UnaryOp,
-        x: &CpuBuffer,
-        y: &CpuBuffer,
+        saved: &CpuBuffer,
         dy: &CpuBuffer,
         dx: &mut CpuBuffer,
     ) -> Result<()> {
-        let n = x.0.len();
-        check_len("unary_backward", y, n)?;
+        let n = saved.0.len();
         check_len("unary_backward", dy, n)?;
         check_len("unary_backward", dx, n)?;
-        let (x, y, dy, dx) = (&x.0[..], &y.0[..], &dy.0[..], &mut dx.0[..]);
+        let (s, dy, dx) = (&saved.0[..], &dy.0[..], &mut dx.0[..]);
+        // `s` is y where the op's derivative comes from its output, else x.
         match op {
-            UnaryOp::Relu => map3(x, y, dy, dx, |x, _, g| if x > 0.0 { g } else { 0.0 }),
-            UnaryOp::Sigmoid => map3(x, y, dy, dx, |_, y, g| g * y * (1.0 - y)),
-            UnaryOp::Tanh => map3(x, y, dy, dx, |_, y, g| g * (1.0 - y * y)),
-            UnaryOp::Exp => map3(x, y, dy, dx, |_, y, g| g * y),
-            UnaryOp::Log => map3(x, y, dy, dx, |x, _, g| g / x),
-            UnaryOp::Neg => map3(x, y, dy, dx, |_, _, g| -g),
-            UnaryOp::Abs => map3(x, y, dy, dx, |x, _, g| {
+            UnaryOp::Relu => map2(s, dy, dx, |y, g| if y > 0.0 { g } else { 0.0 }),
+            UnaryOp::Sigmoid => map2(s, dy, dx, |y, g| g * y * (1.0 - y)),
+            UnaryOp::Tanh => map2(s, dy, dx, |y, g| g * (1.0 - y * y)),
+            UnaryOp::Exp => map2(s, dy, dx, |y, g| g * y),
+            UnaryOp::Log => map2(s, dy, dx, |x, g| g / x),
+            UnaryOp::Neg => map2(s, dy, dx, |_, g| -g),
+            UnaryOp::Abs => map2(s, dy, dx, |x, g| {
                 // sign(x) with sign(0) = 0, as PyTorch.
                 if x > 0.0 {
                     g
@@ -155,9 +143,9 @@ impl ElementwiseOps for CpuBackend {
                     0.0
                 }
             }),
-            UnaryOp::Sqrt => map3(x, y, dy, dx, |_, y, g| g * 0.5 / y),
-            UnaryOp::Square => map3(x, y, dy, dx, |x, _, g| g * 2.0 * x),
-            UnaryOp::Affine { scale, .. } => map3(x, y, dy, dx, |_, _, g| g * scale),
+            UnaryOp::Sqrt => map2(s, dy, dx, |y, g| g * 0.5 / y),
+            UnaryOp::Square => map2(s, dy, dx, |x, g| g * 2.0 * x),
+            UnaryOp::Affine { scale, .. } => map2(s, dy, dx, |_, g| g * scale),
         }
         Ok(())
     }
@@ -324,9 +312,7 @@ mod tests {
         assert_eq!(y.0[2], 0.5);
         let dy = CpuBuffer(vec![1.0; 4]);
         let mut dx = CpuBuffer(vec![0.0; 4]);
-        be.unary(UnaryOp::Abs, &x, &mut y).unwrap();
-        be.unary_backward(UnaryOp::Abs, &x, &y, &dy, &mut dx)
-            .unwrap();
+        be.unary_backward(UnaryOp::Abs, &x, &dy, &mut dx).unwrap();
         assert_eq!(dx.0, vec![-1.0, -1.0, 0.0, 1.0]);
 
         let n = 40_000;

@@ -145,13 +145,11 @@ impl ElementwiseOps for CudaBackend {
     fn unary_backward(
         &self,
         op: UnaryOp,
-        x: &CudaBuffer,
-        y: &CudaBuffer,
+        saved: &CudaBuffer,
         dy: &CudaBuffer,
         dx: &mut CudaBuffer,
     ) -> Result<()> {
-        let n = x.len;
-        check_len("unary_backward", y, n)?;
+        let n = saved.len;
         check_len("unary_backward", dy, n)?;
         check_len("unary_backward", dx, n)?;
         if n == 0 {
@@ -159,14 +157,8 @@ impl ElementwiseOps for CudaBackend {
         }
         let (code, scale, _) = op.kernel_code();
         let code = code as i32;
-        let (xp, yp, gp, dp, n64) = (
-            self.ptr(x),
-            self.ptr(y),
-            self.ptr(dy),
-            self.ptr(dx),
-            n as u64,
-        );
-        launch!(self, Module::Elementwise, "unary_bwd", grid(n); xp, yp, gp, dp, n64, code, scale)
+        let (sp, gp, dp, n64) = (self.ptr(saved), self.ptr(dy), self.ptr(dx), n as u64);
+        launch!(self, Module::Elementwise, "unary_bwd", grid(n); sp, gp, dp, n64, code, scale)
     }
 
     fn binary(

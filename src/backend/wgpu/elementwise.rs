@@ -206,14 +206,12 @@ impl ElementwiseOps for WgpuBackend {
     fn unary_backward(
         &self,
         op: UnaryOp,
-        x: &WgpuBuffer,
-        y: &WgpuBuffer,
+        saved: &WgpuBuffer,
         dy: &WgpuBuffer,
         dx: &mut WgpuBuffer,
     ) -> Result<()> {
         const OP: &str = "unary_backward";
-        let n = x.len;
-        check_len(OP, y, n)?;
+        let n = saved.len;
         check_len(OP, dy, n)?;
         check_len(OP, dx, n)?;
         let (code, a, b) = op.kernel_code();
@@ -221,11 +219,7 @@ impl ElementwiseOps for WgpuBackend {
         self.launch(
             OP,
             Kernel::with(SHADER, "unary_backward", &constants),
-            &[
-                Arg::per(&x.buf, 1),
-                Arg::per(&y.buf, 1),
-                Arg::per(&dy.buf, 1),
-            ],
+            &[Arg::per(&saved.buf, 1), Arg::per(&dy.buf, 1)],
             &[Arg::per(&dx.buf, 1)],
             &[a.to_bits(), b.to_bits(), 0],
             &Work::threads("element", n, 1),

@@ -57,6 +57,15 @@ impl<B: Backend> Op<B> for BatchNorm {
         vec![self.running_mean, self.running_var]
     }
 
+    /// `x` and `gamma` (the batch statistics are in the workspace); not `beta` or the output.
+    fn backward_reads_input(&self, index: usize) -> bool {
+        index < 2
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         let p = self.params(cx.input_shapes[0]);
         let [x, gamma, beta] = [cx.inputs[0], cx.inputs[1], cx.inputs[2]];

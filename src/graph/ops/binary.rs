@@ -47,6 +47,15 @@ impl<B: Backend> Op<B> for Binary {
         }
     }
 
+    /// Sums and differences need only shapes; a product needs the other factor.
+    fn backward_reads_input(&self, _index: usize) -> bool {
+        self.0 == BinaryOp::Mul
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         let (a, b) = (cx.inputs[0], cx.inputs[1]);
         let (sa, sb) = (cx.input_shapes[0], cx.input_shapes[1]);

@@ -38,6 +38,15 @@ impl<B: Backend> Op<B> for Concat {
         Ok(Shape::new(dims))
     }
 
+    /// Only shapes: backward splits the output gradient.
+    fn backward_reads_input(&self, _index: usize) -> bool {
+        false
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         let rows = cx.output_shape.numel() / cx.output_shape.last().max(1);
         let parts: Vec<(&B::Buffer, usize)> = cx

@@ -69,6 +69,11 @@ impl<B: Backend> Op<B> for Conv2d {
             .output_shape())
     }
 
+    /// `x` for the filter gradient and `w` for the input gradient; not the output.
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         let p = self
             .0

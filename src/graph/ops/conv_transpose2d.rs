@@ -81,6 +81,11 @@ impl<B: Backend> Op<B> for ConvTranspose2d {
         Ok(self.params(inputs[0], inputs[1])?.input_shape())
     }
 
+    /// `x` for the filter gradient and `w` for the input gradient; not the output.
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         let p = self.params(cx.input_shapes[0], cx.input_shapes[1])?;
         cx.backend

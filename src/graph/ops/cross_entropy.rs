@@ -105,6 +105,15 @@ impl<B: Backend> Op<B> for SoftmaxCrossEntropy {
         ws
     }
 
+    /// The gradient is computed by forward and kept in the workspace.
+    fn backward_reads_input(&self, _index: usize) -> bool {
+        false
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         let p = self.params(cx.input_shapes[0])?;
         let (grad, rest) = cx.workspace.split_at_mut(1);

@@ -28,6 +28,15 @@ impl<B: Backend> Op<B> for Dropout {
         Ok(inputs[0].clone())
     }
 
+    /// The mask is drawn again from the node's seed.
+    fn backward_reads_input(&self, _index: usize) -> bool {
+        false
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         match cx.mode {
             Mode::Train => cx

@@ -28,6 +28,15 @@ impl<B: Backend> Op<B> for Reshape {
         Ok(self.shape.clone())
     }
 
+    /// Only shapes.
+    fn backward_reads_input(&self, _index: usize) -> bool {
+        false
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         cx.backend.copy(cx.inputs[0], cx.output)
     }

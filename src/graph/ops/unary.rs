@@ -30,15 +30,28 @@ impl<B: Backend> Op<B> for Unary {
         Ok(inputs[0].clone())
     }
 
+    /// The one of input and output the derivative is computed from.
+    fn backward_reads_input(&self, _index: usize) -> bool {
+        !self.0.backward_from_output()
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        self.0.backward_from_output()
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         cx.backend.unary(self.0, cx.inputs[0], cx.output)
     }
 
     /// dx = dy · f'(x).
     fn backward(&self, cx: BackwardCtx<'_, B>) -> Result<()> {
+        let saved = match self.0.backward_from_output() {
+            true => cx.output,
+            false => cx.inputs[0],
+        };
         if let Some(dx) = cx.grad_inputs.into_iter().next().flatten() {
             cx.backend
-                .unary_backward(self.0, cx.inputs[0], cx.output, cx.grad_output, dx)?;
+                .unary_backward(self.0, saved, cx.grad_output, dx)?;
         }
         Ok(())
     }

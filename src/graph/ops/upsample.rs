@@ -45,6 +45,15 @@ impl<B: Backend> Op<B> for UpsampleBilinear2d {
         Ok(self.params(inputs[0])?.output_shape())
     }
 
+    /// Only shapes: the taps depend on them alone.
+    fn backward_reads_input(&self, _index: usize) -> bool {
+        false
+    }
+
+    fn backward_reads_output(&self) -> bool {
+        false
+    }
+
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
         let p = self.params(cx.input_shapes[0])?;
         cx.backend
