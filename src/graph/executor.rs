@@ -37,8 +37,13 @@ impl<B: Backend> Plan<B> {
     /// Returns every value and gradient to the pool, as a new forward starts.
     fn recycle(&mut self, backend: &B) {
         let held = self.values.iter_mut().chain(self.grads.iter_mut());
+        let mut any = false;
         for buf in held.filter_map(Option::take) {
             self.pool.give(backend, buf);
+            any = true;
+        }
+        if any {
+            self.pool.step_done();
         }
     }
 
