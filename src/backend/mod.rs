@@ -57,6 +57,12 @@ pub trait Memory: Clone + Send + Sync + 'static {
         self.len(buf) == len
     }
 
+    /// Whether [`Memory::reuse_as`] gives any buffer any length up to its capacity (the
+    /// default: no, only its own length).
+    fn shrinks_in_place(&self) -> bool {
+        false
+    }
+
     /// Copies host data into `dst`, which must hold exactly `data.len()` elements.
     fn upload(&self, data: &[f32], dst: &mut Self::Buffer) -> Result<()>;
 

@@ -9,7 +9,7 @@ use crate::backend::Backend;
 use crate::dist::Collective;
 use crate::error::{Error, Result};
 use crate::graph::op::{BackwardCtx, ForwardCtx, Mode};
-use crate::graph::pool::BufferPool;
+use crate::graph::pool::{BufferPool, Use};
 use crate::graph::profile::{Pass, Profile};
 use crate::graph::{Graph, NodeId, NodeKind, TensorId, TensorSpec};
 use crate::tensor::{HostTensor, Shape, TensorDesc};
@@ -35,23 +35,25 @@ struct Plan<B: Backend> {
 
 impl<B: Backend> Plan<B> {
     /// Returns every value and gradient to the pool, as a new forward starts.
-    fn recycle(&mut self, backend: &B) {
-        let held = self.values.iter_mut().chain(self.grads.iter_mut());
-        let mut any = false;
-        for buf in held.filter_map(Option::take) {
-            self.pool.give(backend, buf);
-            any = true;
+    fn recycle(&mut self, backend: &B) -> Result<()> {
+        for (index, value) in self.values.iter_mut().enumerate() {
+            if let Some(buf) = value.take() {
+                self.pool.take_back(backend, buf, Use::Value(index));
+            }
         }
-        if any {
-            self.pool.step_done();
+        for (index, grad) in self.grads.iter_mut().enumerate() {
+            if let Some(buf) = grad.take() {
+                self.pool.take_back(backend, buf, Use::Grad(index));
+            }
         }
+        self.pool.step_done(backend)
     }
 
     /// Returns node `index`'s value to the pool unless `keep` says to keep it.
     fn release_value(&mut self, backend: &B, index: usize, keep: &[bool]) {
         if !keep[index] {
             if let Some(buf) = self.values[index].take() {
-                self.pool.give(backend, buf);
+                self.pool.take_back(backend, buf, Use::Value(index));
             }
         }
     }
@@ -59,7 +61,10 @@ impl<B: Backend> Plan<B> {
     /// The gradient buffer of node `index`, taken from the pool at its first use.
     fn grad_buffer(&mut self, backend: &B, index: usize) -> Result<&mut B::Buffer> {
         if self.grads[index].is_none() {
-            self.grads[index] = Some(self.pool.take(backend, &self.shapes[index])?);
+            let grad = self
+                .pool
+                .lend(backend, &self.shapes[index], Use::Grad(index))?;
+            self.grads[index] = Some(grad);
         }
         Ok(self.grads[index].as_mut().unwrap())
     }
@@ -69,7 +74,7 @@ impl<B: Backend> Plan<B> {
         let held = self.values.iter().chain(&self.grads).flatten();
         let workspaces = self.workspaces.iter().flatten();
         let room = held.chain(workspaces).map(|b| backend.capacity(b));
-        room.sum::<usize>() + self.pool.elements()
+        room.sum::<usize>() + self.pool.elements(backend)
     }
 }
 
@@ -233,12 +238,14 @@ impl<B: Backend> Executor<B> {
         });
         let plan = self.plans.get_mut(&key).expect("plan inserted above");
         self.current = Some(key);
-        plan.recycle(&self.backend);
+        plan.recycle(&self.backend)?;
         plan.backward_ready = release.is_none() || mode == Mode::Train;
         plan.computed.iter_mut().for_each(|c| *c = false);
         for (index, value) in fed.iter().enumerate() {
             if let Some(value) = value {
-                let mut buf = plan.pool.take(&self.backend, &plan.shapes[index])?;
+                let mut buf =
+                    plan.pool
+                        .lend(&self.backend, &plan.shapes[index], Use::Value(index))?;
                 self.backend.upload(value.data(), &mut buf)?;
                 plan.values[index] = Some(buf);
                 plan.computed[index] = true;
@@ -248,7 +255,7 @@ impl<B: Backend> Executor<B> {
         for index in 0..=nodes {
             for &done in release.as_ref().map_or(&[][..], |r| &r[index]) {
                 let buf = plan.values[done].take().expect("released once");
-                plan.pool.give(&self.backend, buf);
+                plan.pool.take_back(&self.backend, buf, Use::Value(done));
             }
             if index == nodes {
                 break;
@@ -265,7 +272,9 @@ impl<B: Backend> Executor<B> {
             if !inputs.iter().all(|i| plan.computed[i.index]) {
                 continue;
             }
-            let mut output = plan.pool.take(&self.backend, &plan.shapes[index])?;
+            let mut output =
+                plan.pool
+                    .lend(&self.backend, &plan.shapes[index], Use::Value(index))?;
             let state_ids = op.state();
             let mut state: Vec<B::Buffer> = state_ids
                 .iter()
@@ -422,7 +431,7 @@ impl<B: Backend> Executor<B> {
             // Make sure every target buffer exists, then take them out so they can be lent
             // mutably side by side.
             let mut taken: Vec<Option<B::Buffer>> = Vec::with_capacity(inputs.len());
-            for target in &targets {
+            for (k, target) in targets.iter().enumerate() {
                 taken.push(match *target {
                     None => None,
                     Some(GradTarget::Direct(m)) => Some(match nodes[m].kind {
@@ -441,7 +450,8 @@ impl<B: Backend> Executor<B> {
                         }
                     }),
                     Some(GradTarget::Accumulate(m)) => {
-                        Some(plan.pool.take(&self.backend, &plan.shapes[m])?)
+                        let scratch = Use::Scratch(index, k);
+                        Some(plan.pool.lend(&self.backend, &plan.shapes[m], scratch)?)
                     }
                 });
             }
@@ -485,7 +495,7 @@ impl<B: Backend> Executor<B> {
             plan.grads[index] = Some(grad_output);
             // Put every buffer back, adding accumulated gradients to their node's gradient.
             let mut accumulate_error = Ok(());
-            for (target, buf) in targets.iter().zip(taken) {
+            for (k, (target, buf)) in targets.iter().zip(taken).enumerate() {
                 let (Some(target), Some(buf)) = (target, buf) else {
                     continue;
                 };
@@ -505,7 +515,8 @@ impl<B: Backend> Executor<B> {
                             };
                             accumulate_error = self.backend.axpy(1.0, &buf, dst);
                         }
-                        plan.pool.give(&self.backend, buf);
+                        plan.pool
+                            .take_back(&self.backend, buf, Use::Scratch(index, k));
                     }
                 }
             }
@@ -513,7 +524,7 @@ impl<B: Backend> Executor<B> {
             accumulate_error?;
             // Nothing reads this node's gradient again.
             if let Some(done) = plan.grads[index].take() {
-                plan.pool.give(&self.backend, done);
+                plan.pool.take_back(&self.backend, done, Use::Grad(index));
             }
             stop_timing(
                 &self.backend,

@@ -79,6 +79,10 @@ impl Memory for CpuBackend {
         buf.0.capacity()
     }
 
+    fn shrinks_in_place(&self) -> bool {
+        true
+    }
+
     fn reuse_as(&self, buf: &mut CpuBuffer, len: usize) -> bool {
         if len > buf.0.capacity() {
             return false;

@@ -444,6 +444,10 @@ impl Memory for CudaBackend {
         buf.data.len()
     }
 
+    fn shrinks_in_place(&self) -> bool {
+        true
+    }
+
     fn reuse_as(&self, buf: &mut CudaBuffer, len: usize) -> bool {
         // Every use of a buffer reads `len` elements from the start of its allocation.
         let fits = len <= buf.data.len();
