@@ -1,7 +1,9 @@
 // 2-D max pooling over NHWC tensors, as src/backend/cpu/pool.rs: padding counts as -inf, the
 // window is scanned row-major and a value replaces the running maximum only when strictly greater
 // (or NaN), so ties go to the first maximum. The backward pass is a gather: each input element
-// recomputes the argmax of the windows that contain it and sums their gradients.
+// recomputes the argmax of the windows that contain it and sums their gradients; when the
+// windows tile the input (stride = kernel, no padding, no remainder, as U-Net's 2×2 pooling),
+// each output element instead finds its window's argmax once and writes the whole window.
 
 struct PoolGeom {
     u64 batch, channels;
@@ -117,4 +119,40 @@ extern "C" __global__ void max_pool_bwd32(const float* x, const float* dy, float
 
 extern "C" __global__ void max_pool_bwd64(const float* x, const float* dy, float* dx, PoolGeom g) {
     max_pool_bwd_body<u64>(x, dy, dx, g);
+}
+
+// The backward pass over windows that tile the input: every input element lies in exactly one
+// window, so the gradient of output i goes to its window's argmax and the rest of the window is 0.
+template <typename I>
+__device__ void max_pool_bwd_tiled_body(const float* x, const float* dy, float* dx,
+                                        const PoolGeom& g) {
+    I channels = (I)g.channels;
+    I n_out = (I)g.batch * (I)g.out_h * (I)g.out_w * channels;
+    GRID_LOOP(k, n_out) {
+        I i = (I)k;
+        I c = i % channels;
+        I pix = i / channels;
+        int ow = (int)(pix % (I)g.out_w);
+        I row = pix / (I)g.out_w;
+        int oh = (int)(row % (I)g.out_h);
+        I image = (row / (I)g.out_h) * (I)g.in_h * (I)g.in_w * channels;
+        int arg = window_argmax<I>(x + image, g, oh, ow, c);
+        float grad = dy[i];
+        for (int ih = oh * g.kh; ih < (oh + 1) * g.kh; ++ih) {
+            for (int iw = ow * g.kw; iw < (ow + 1) * g.kw; ++iw) {
+                int at = ih * g.in_w + iw;
+                dx[image + (I)at * channels + c] = at == arg ? grad : 0.0f;
+            }
+        }
+    }
+}
+
+extern "C" __global__ void max_pool_bwd_tiled32(const float* x, const float* dy, float* dx,
+                                                PoolGeom g) {
+    max_pool_bwd_tiled_body<u32>(x, dy, dx, g);
+}
+
+extern "C" __global__ void max_pool_bwd_tiled64(const float* x, const float* dy, float* dx,
+                                                PoolGeom g) {
+    max_pool_bwd_tiled_body<u64>(x, dy, dx, g);
 }

@@ -357,6 +357,7 @@ fn pool_backward<M: Backend>(m: &M, p: &Pool2dParams) -> Outputs {
 fn pool_cases<B: Backend>(ctx: &mut Ctx<'_, B>) {
     for (batch, h, w, c, k, s, pad) in [
         (1, 7, 9, 5, 2, 2, 0),
+        (2, 8, 6, 5, 2, 2, 0),
         (2, 6, 7, 3, 3, 2, 1),
         (1, 5, 5, 7, 3, 1, 1),
     ] {

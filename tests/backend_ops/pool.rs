@@ -25,11 +25,14 @@ fn pool(
     }
 }
 
-/// The U-Net's 2×2/2 on odd sizes (floor mode drops the last row / column), overlapping 3×3
+/// The U-Net's 2×2/2 on odd sizes (floor mode drops the last row / column) and on even ones,
+/// 3×3/3 windows tiling the input (both take the CUDA backend's tiled backward), overlapping 3×3
 /// windows with padding, and an asymmetric window.
 fn cases() -> Vec<Pool2dParams> {
     vec![
         pool(1, [7, 5], 3, [2, 2], [2, 2], [0, 0]),
+        pool(2, [8, 6], 3, [2, 2], [2, 2], [0, 0]),
+        pool(1, [9, 6], 4, [3, 3], [3, 3], [0, 0]),
         pool(2, [9, 11], 5, [2, 2], [2, 2], [0, 0]),
         pool(2, [9, 11], 3, [3, 3], [2, 2], [1, 1]),
         pool(1, [7, 5], 7, [3, 3], [1, 1], [1, 1]),

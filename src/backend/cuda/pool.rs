@@ -107,10 +107,23 @@ impl PoolOps for CudaBackend {
             return Ok(());
         }
         let (xp, gp, dp) = (self.ptr(x), self.ptr(dy), self.ptr(dx));
-        if fits_u32(n_in, n_out) {
-            launch!(self, Module::Pool, "max_pool_bwd32", grid(n_in); xp, gp, dp, g)
-        } else {
-            launch!(self, Module::Pool, "max_pool_bwd64", grid(n_in); xp, gp, dp, g)
+        let tiled = p.kernel == p.stride
+            && p.padding == [0, 0]
+            && p.in_h == p.out_h() * p.kernel[0]
+            && p.in_w == p.out_w() * p.kernel[1];
+        match (tiled, fits_u32(n_in, n_out)) {
+            (true, true) => {
+                launch!(self, Module::Pool, "max_pool_bwd_tiled32", grid(n_out); xp, gp, dp, g)
+            }
+            (true, false) => {
+                launch!(self, Module::Pool, "max_pool_bwd_tiled64", grid(n_out); xp, gp, dp, g)
+            }
+            (false, true) => {
+                launch!(self, Module::Pool, "max_pool_bwd32", grid(n_in); xp, gp, dp, g)
+            }
+            (false, false) => {
+                launch!(self, Module::Pool, "max_pool_bwd64", grid(n_in); xp, gp, dp, g)
+            }
         }
     }
 }
