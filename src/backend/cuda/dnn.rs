@@ -716,6 +716,11 @@ impl Dnn {
         Ok(())
     }
 
+    /// Frees the workspace (the next call allocates what it needs).
+    pub(crate) fn release_workspace(&mut self) {
+        self.workspace = None;
+    }
+
     /// Frees the workspace when it is larger than any plan's chosen algorithm needs (tuning
     /// grows it to the hungriest candidate tried); the next call allocates what it needs.
     fn fit_workspace(&mut self) {
