@@ -49,12 +49,10 @@ impl<B: Backend> Plan<B> {
         self.pool.step_done(backend)
     }
 
-    /// Returns node `index`'s value to the pool unless `keep` says to keep it.
-    fn release_value(&mut self, backend: &B, index: usize, keep: &[bool]) {
-        if !keep[index] {
-            if let Some(buf) = self.values[index].take() {
-                self.pool.take_back(backend, buf, Use::Value(index));
-            }
+    /// Returns node `index`'s value, if it holds one, to the pool.
+    fn release_value(&mut self, backend: &B, index: usize) {
+        if let Some(buf) = self.values[index].take() {
+            self.pool.take_back(backend, buf, Use::Value(index));
         }
     }
 
@@ -168,37 +166,6 @@ impl<B: Backend> Executor<B> {
         &mut self,
         feeds: &[(NodeId, &HostTensor)],
         mode: Mode,
-        collective: Option<&mut (dyn Collective<B> + 'static)>,
-    ) -> Result<()> {
-        self.run_forward(feeds, mode, collective)
-    }
-
-    /// From now on, keeps only the values of `outputs` readable after a forward (and after a
-    /// backward). Every other value goes back to the plan's pool once nothing needs it: after
-    /// its last forward consumer, or, in a training forward, when backward has passed the node
-    /// if some op's backward reads it ([`Op::backward_reads_input`]). So an evaluation forward
-    /// holds only the values alive at one time, and a training step only what backward reads.
-    /// Backward cannot follow an evaluation forward then, and runs once per training forward.
-    pub fn keep_only(&mut self, outputs: &[NodeId]) -> Result<()> {
-        let mut keep = vec![false; self.graph.nodes.len()];
-        for &node in outputs {
-            self.graph.check_node(node)?;
-            keep[node.index] = true;
-        }
-        self.keep = Some(keep);
-        Ok(())
-    }
-
-    /// Keeps every value readable after a forward, as before any [`Executor::keep_only`].
-    pub fn keep_all(&mut self) {
-        self.keep = None;
-    }
-
-    /// Runs the fed part of the graph, releasing values as [`Executor::keep_only`] says.
-    fn run_forward(
-        &mut self,
-        feeds: &[(NodeId, &HostTensor)],
-        mode: Mode,
         mut collective: Option<&mut (dyn Collective<B> + 'static)>,
     ) -> Result<()> {
         let mut fed: Vec<Option<&HostTensor>> = vec![None; self.graph.nodes.len()];
@@ -254,8 +221,7 @@ impl<B: Backend> Executor<B> {
         let nodes = self.graph.nodes.len();
         for index in 0..=nodes {
             for &done in release.as_ref().map_or(&[][..], |r| &r[index]) {
-                let buf = plan.values[done].take().expect("released once");
-                plan.pool.take_back(&self.backend, buf, Use::Value(done));
+                plan.release_value(&self.backend, done);
             }
             if index == nodes {
                 break;
@@ -319,6 +285,27 @@ impl<B: Backend> Executor<B> {
             plan.computed[index] = true;
         }
         Ok(())
+    }
+
+    /// From now on, keeps only the values of `outputs` readable after a forward (and after a
+    /// backward). Every other value goes back to the plan's pool once nothing needs it: after
+    /// its last forward consumer, or, in a training forward, when backward has passed the node
+    /// if some op's backward reads it ([`Op::backward_reads_input`]). So an evaluation forward
+    /// holds only the values alive at one time, and a training step only what backward reads.
+    /// Backward cannot follow an evaluation forward then, and runs once per training forward.
+    pub fn keep_only(&mut self, outputs: &[NodeId]) -> Result<()> {
+        let mut keep = vec![false; self.graph.nodes.len()];
+        for &node in outputs {
+            self.graph.check_node(node)?;
+            keep[node.index] = true;
+        }
+        self.keep = Some(keep);
+        Ok(())
+    }
+
+    /// Keeps every value readable after a forward, as before any [`Executor::keep_only`].
+    pub fn keep_all(&mut self) {
+        self.keep = None;
     }
 
     /// Back-propagates from the scalar node `loss` (seeded with 1), writing the gradient of every
@@ -408,7 +395,9 @@ impl<B: Backend> Executor<B> {
         for index in (0..=node.index).rev() {
             // Backward has passed node `index + 1` and every later reader of its value.
             if let (Some(keep), true) = (&self.keep, index < node.index) {
-                plan.release_value(&self.backend, index + 1, keep);
+                if !keep[index + 1] {
+                    plan.release_value(&self.backend, index + 1);
+                }
             }
             let (op, inputs) = match &nodes[index].kind {
                 NodeKind::Op { op, inputs } if has_grad[index] => (op, inputs),
@@ -541,8 +530,8 @@ impl<B: Backend> Executor<B> {
                 }
             }
         }
-        if let Some(keep) = &self.keep {
-            plan.release_value(&self.backend, 0, keep);
+        if self.keep.as_ref().is_some_and(|keep| !keep[0]) {
+            plan.release_value(&self.backend, 0);
         }
         Ok(())
     }
