@@ -25,6 +25,8 @@ struct Params {
     channels: u32,
     eps: f32,
     momentum: f32,
+    // 1: a ReLU follows (forward output max(0, ·); backward masks dy where that was not positive)
+    relu: u32,
 }
 
 // The reductions' parameters: Params, then the slabs.
@@ -33,6 +35,7 @@ struct Stats {
     channels: u32,
     eps: f32,
     momentum: f32,
+    relu: u32,
     slab_rows: u32,
     slabs: u32,
 }
@@ -148,7 +151,7 @@ fn bn_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
-// ---- y = (x − mean) · γ · invstd + β -------------------------------------------------------
+// ---- y = (x − mean) · γ · invstd + β, ReLU'd when A.relu == 1 ------------------------------
 
 @group(0) @binding(0) var<storage, read> ax: array<f32>;
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
@@ -171,17 +174,27 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if INFERENCE == 1u {
         invstd = 1.0 / sqrt(spread[c] + A.eps);
     }
-    y[at(5u, i)] = (ax[at(0u, i)] - mean[c]) * (gamma[c] * invstd) + beta[c];
+    let z = (ax[at(0u, i)] - mean[c]) * (gamma[c] * invstd) + beta[c];
+    y[at(5u, i)] = select(z, max(z, 0.0), A.relu == 1u);
 }
 
 // ---- backward: Σ dy and Σ dy·(x − mean) per channel -----------------------------------------
 
+// dy, or with a ReLU after the normalisation dy where the forward's output (x − mean)·scale + β,
+// computed as bn_apply computes it, was positive.
+fn masked(dy: f32, x: f32, mean: f32, scale: f32, shift: f32, relu: u32) -> f32 {
+    return select(dy, 0.0, relu == 1u && !((x - mean) * scale + shift > 0.0));
+}
+
 @group(0) @binding(0) var<storage, read> bx: array<f32>;
 @group(0) @binding(1) var<storage, read> bdy: array<f32>;
 @group(0) @binding(2) var<storage, read> bmean: array<f32>;
+@group(0) @binding(3) var<storage, read> bgamma: array<f32>;
+@group(0) @binding(4) var<storage, read> binvstd: array<f32>;
+@group(0) @binding(5) var<storage, read> bbeta: array<f32>;
 // Σ dy and Σ dy·(x − mean) per channel and slab.
-@group(0) @binding(3) var<storage, read_write> bpartial: array<f32>;
-@group(0) @binding(4) var<uniform> B: Stats;
+@group(0) @binding(6) var<storage, read_write> bpartial: array<f32>;
+@group(0) @binding(7) var<uniform> B: Stats;
 
 @compute @workgroup_size(256)
 fn bn_backward_partial(@builtin(workgroup_id) wid: vec3<u32>,
@@ -199,11 +212,14 @@ fn bn_backward_partial(@builtin(workgroup_id) wid: vec3<u32>,
     var t = 0.0;
     if live {
         let m = bmean[c];
+        let scale = bgamma[c] * binvstd[c];
+        let shift = bbeta[c];
         for (var r = first + lid / TILE; r < end; r += LANES) {
             let i = r * B.channels + c;
-            let dy = bdy[at(1u, i)];
+            let v = bx[at(0u, i)];
+            let dy = masked(bdy[at(1u, i)], v, m, scale, shift, B.relu);
             s += dy;
-            t += dy * (bx[at(0u, i)] - m);
+            t += dy * (v - m);
         }
     }
     s_sum[lid] = s;
@@ -216,11 +232,15 @@ fn bn_backward_partial(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 @group(0) @binding(1) var<storage, read> fin_invstd: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
-@group(0) @binding(4) var<uniform> G: Stats;
+@group(0) @binding(2) var<storage, read> fin_gamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dbeta: array<f32>;
+// The coefficients of bn_backward_dx: [a | b | k] per channel.
+@group(0) @binding(5) var<storage, read_write> coef: array<f32>;
+@group(0) @binding(6) var<uniform> G: Stats;
 
-// dβ = Σ dy and dγ = Σ dy·(x − mean)·invstd of channel group_index from the slabs.
+// dβ = Σ dy and dγ = Σ dy·(x − mean)·invstd of channel group_index from the slabs, and
+// a = γ·invstd (the forward's scale), b = dβ/N, k = dγ·invstd/N.
 @compute @workgroup_size(256)
 fn bn_backward_finish(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>,
@@ -228,21 +248,25 @@ fn bn_backward_finish(@builtin(workgroup_id) wid: vec3<u32>,
     let c = group_index(wid, nwg);
     slab_totals(lid, c, G.channels, G.slabs);
     if c < G.channels && lid == 0u {
+        let n = f32(G.rows);
+        let is = fin_invstd[c];
+        let dg = s_sq[0] * is;
         dbeta[c] = s_sum[0];
-        dgamma[c] = s_sq[0] * fin_invstd[c];
+        dgamma[c] = dg;
+        coef[c] = fin_gamma[c] * is;
+        coef[G.channels + c] = s_sum[0] / n;
+        coef[2u * G.channels + c] = dg * is / n;
     }
 }
 
-// dx = γ·invstd · (dy − dβ/N − (x − mean) · dγ·invstd/N)
+// dx = a · (dy − b − (x − mean) · k), dy masked as in bn_backward_partial
 @group(0) @binding(0) var<storage, read> dx_x: array<f32>;
 @group(0) @binding(1) var<storage, read> dx_dy: array<f32>;
-@group(0) @binding(2) var<storage, read> dx_gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> dx_mean: array<f32>;
-@group(0) @binding(4) var<storage, read> dx_invstd: array<f32>;
-@group(0) @binding(5) var<storage, read> dx_dgamma: array<f32>;
-@group(0) @binding(6) var<storage, read> dx_dbeta: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(8) var<uniform> D: Params;
+@group(0) @binding(2) var<storage, read> dx_mean: array<f32>;
+@group(0) @binding(3) var<storage, read> dx_coef: array<f32>;
+@group(0) @binding(4) var<storage, read> dx_beta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(6) var<uniform> D: Params;
 
 @compute @workgroup_size(256)
 fn bn_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -252,10 +276,11 @@ fn bn_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         return;
     }
     let c = i % D.channels;
-    let n = f32(D.rows);
-    let is = dx_invstd[c];
-    let a = dx_gamma[c] * is;
-    let b = dx_dbeta[c] / n;
-    let k = dx_dgamma[c] * is / n;
-    dx[at(7u, i)] = a * (dx_dy[at(1u, i)] - b - (dx_x[at(0u, i)] - dx_mean[c]) * k);
+    let a = dx_coef[c];
+    let b = dx_coef[D.channels + c];
+    let k = dx_coef[2u * D.channels + c];
+    let v = dx_x[at(0u, i)];
+    let m = dx_mean[c];
+    let dy = masked(dx_dy[at(1u, i)], v, m, a, dx_beta[c], D.relu);
+    dx[at(5u, i)] = a * (dy - b - (v - m) * k);
 }

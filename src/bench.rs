@@ -192,12 +192,6 @@ pub trait PrecisionControl: Backend {
         let _ = allow;
         Ok(false)
     }
-
-    /// Frees scratch memory the backend keeps between calls (cuDNN's workspace), so that each
-    /// configuration's memory is measured from what it holds itself (the default: none kept).
-    fn release_scratch(&self) -> Result<()> {
-        Ok(())
-    }
 }
 
 impl PrecisionControl for CpuBackend {}
@@ -207,10 +201,6 @@ impl PrecisionControl for crate::backend::CudaBackend {
     fn allow_tf32(&self, allow: bool) -> Result<bool> {
         self.set_tf32(allow)?;
         Ok(true)
-    }
-
-    fn release_scratch(&self) -> Result<()> {
-        self.release_conv_workspace()
     }
 }
 
@@ -527,7 +517,6 @@ fn run_with<B: PrecisionControl>(
                 peak_mem_mib: None,
                 status,
             };
-            backend.release_scratch()?;
             backend.sync()?;
             let baseline = backend.memory_in_use();
             if ranks > 1 && part == Part::Inference {

@@ -349,6 +349,7 @@ fn cuda_batch_norm_matches_cpu() {
         channels: 5,
         eps: 1e-5,
         momentum: 0.1,
+        relu: false,
     };
     let x = values(p.rows * p.channels, 12);
     let gamma: Vec<f32> = values(5, 13).iter().map(|v| 1.0 + 0.5 * v).collect();

@@ -492,3 +492,81 @@ fn backward_reuses_gradient_buffers() {
         "{err}"
     );
 }
+
+/// conv → batch norm → ReLU twice, then a 1×1 conv and Σ; the ReLU fused into batch norm
+/// (`batchnorm2d_relu`) or a layer of its own.
+fn conv_bn_relu_chain(fused: bool) -> (Graph<CpuBackend>, NodeId, NodeId) {
+    let mut g = Graph::new();
+    let x = g.input("x", [2, 12, 10, 3]).unwrap();
+    let mut y = x;
+    for i in 0..2 {
+        let conv = ConvConfig::new(8, 3).padding(1).bias(false);
+        y = layers::conv2d(&mut g, &format!("c{i}"), y, conv).unwrap();
+        let (name, bn) = (format!("bn{i}"), BatchNormConfig::default());
+        y = match fused {
+            true => layers::batchnorm2d_relu(&mut g, &name, y, bn).unwrap(),
+            false => {
+                let normalised = layers::batchnorm2d(&mut g, &name, y, bn).unwrap();
+                layers::relu(&mut g, normalised).unwrap()
+            }
+        };
+    }
+    let y = layers::conv2d(&mut g, "out", y, ConvConfig::new(2, 1)).unwrap();
+    let loss = layers::sum(&mut g, y).unwrap();
+    (g, x, loss)
+}
+
+#[test]
+fn batch_norm_relu_recomputes_its_output_instead_of_keeping_it() {
+    let image = random(&[2, 12, 10, 3], 21);
+    let params = [
+        "c0.weight",
+        "bn0.weight",
+        "bn0.bias",
+        "c1.weight",
+        "bn1.weight",
+        "bn1.bias",
+        "out.weight",
+        "out.bias",
+    ];
+    // Loss, parameter gradients and plan bytes after three training steps (the last on the
+    // planned layout), keeping every value or only the loss.
+    let run = |fused: bool, keep_only_loss: bool| {
+        let (g, x, loss) = conv_bn_relu_chain(fused);
+        let mut exec = Executor::new(CpuBackend::new(), g, 4).unwrap();
+        if keep_only_loss {
+            exec.keep_only(&[loss]).unwrap();
+        }
+        for _ in 0..3 {
+            exec.forward(&[(x, &image)], Mode::Train).unwrap();
+            exec.backward(loss).unwrap();
+        }
+        let grads: Vec<HostTensor> = params
+            .iter()
+            .map(|name| {
+                let id = exec.graph().tensor_id(name).unwrap();
+                exec.tensor_grad(id).unwrap()
+            })
+            .collect();
+        (exec.value(loss).unwrap(), grads, exec.plan_bytes())
+    };
+    let (fused_loss, fused_grads, _) = run(true, false);
+    let (lean_loss, lean_grads, lean_bytes) = run(true, true);
+    let (separate_loss, separate_grads, _) = run(false, false);
+    let (_, _, separate_lean_bytes) = run(false, true);
+    // The recomputed output is the forward's bit for bit, so nothing downstream changes.
+    assert_eq!((&lean_loss, &lean_grads), (&fused_loss, &fused_grads));
+    // Fusing runs the same arithmetic as batch norm then ReLU: the mask `bn(x) > 0` is the
+    // ReLU's `relu(bn(x)) > 0`.
+    assert_eq!(
+        (&fused_loss, &fused_grads),
+        (&separate_loss, &separate_grads)
+    );
+    // Kept for backward: with separate layers both batch norm's input and the ReLU's output of
+    // each block; fused, the input alone (the output lives only while a backward reads it).
+    let tensor = 2 * 12 * 10 * 8 * std::mem::size_of::<f32>() as u64;
+    assert!(
+        lean_bytes + tensor <= separate_lean_bytes,
+        "fused: {lean_bytes} bytes, separate: {separate_lean_bytes} (a block's tensor: {tensor})"
+    );
+}

@@ -174,6 +174,7 @@ fn batch_norm_case<B: Backend>(b: &B) {
             channels: f.usize("channels"),
             eps: f.f32("eps"),
             momentum: f.f32("momentum"),
+            relu: false,
         };
         let c = p.channels;
         let x = upload_vec(b, f.tensor("x"));
@@ -236,6 +237,7 @@ fn batch_norm_case<B: Backend>(b: &B) {
                 &x,
                 &upload_vec(b, f.tensor("dy")),
                 &gamma,
+                &beta,
                 &upload_vec(b, f.tensor("save_mean")),
                 &upload_vec(b, f.tensor("save_invstd")),
                 &mut dx,
@@ -473,6 +475,7 @@ fn references_match_pytorch() {
             channels: f.usize("channels"),
             eps: f.f32("eps"),
             momentum: f.f32("momentum"),
+            relu: false,
         };
         let (x, g, be) = (v(&f, "x"), v(&f, "gamma"), v(&f, "beta"));
         let out = r::batch_norm_train(
@@ -510,7 +513,7 @@ fn references_match_pytorch() {
             tol,
             &want("running_var"),
         );
-        let (dx, dg, db) = r::batch_norm_backward(&p, &x, &v(&f, "dy"), &g);
+        let (dx, dg, db) = r::batch_norm_backward(&p, &x, &v(&f, "dy"), &g, &be);
         assert_close(f.tensor("dx"), &dx, tol, &want("dx"));
         assert_close(f.tensor("dgamma"), &dg, tol, &want("dgamma"));
         assert_close(f.tensor("dbeta"), &db, tol, &want("dbeta"));

@@ -138,7 +138,9 @@ pub trait ConvOps: Memory {
 /// Batch normalisation over the last axis (channels of NHWC, features of N×C).
 pub trait NormOps: Memory {
     /// Normalises with the batch statistics, saves the batch mean and `1/sqrt(var + eps)` for the
-    /// backward pass, and updates the running averages (unbiased variance, as PyTorch).
+    /// backward pass, and updates the running averages (unbiased variance, as PyTorch). The
+    /// output is `(x − mean)·(γ·invstd) + β` with the saved (f32) `invstd`, ReLU'd when
+    /// `p.relu`, so that [`NormOps::batch_norm_apply`] reproduces it bit for bit.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_train(
         &self,
@@ -153,7 +155,21 @@ pub trait NormOps: Memory {
         running_var: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// Normalises with the running statistics.
+    /// The output of [`NormOps::batch_norm_train`] again, from the statistics it saved (the
+    /// running averages are not touched): backward recomputes it instead of keeping it.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_apply(
+        &self,
+        p: &BatchNormParams,
+        x: &Self::Buffer,
+        gamma: &Self::Buffer,
+        beta: &Self::Buffer,
+        save_mean: &Self::Buffer,
+        save_invstd: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Normalises with the running statistics (ReLU'd when `p.relu`).
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_inference(
         &self,
@@ -166,7 +182,9 @@ pub trait NormOps: Memory {
         y: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// Gradients of the training-mode forward with respect to `x`, `gamma` and `beta`.
+    /// Gradients of the training-mode forward with respect to `x`, `gamma` and `beta`. With
+    /// `p.relu`, `dy` is the gradient of the ReLU'd output, masked where the recomputed
+    /// `(x − mean)·(γ·invstd) + β` is not positive (`beta` is read only then).
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(
         &self,
@@ -174,6 +192,7 @@ pub trait NormOps: Memory {
         x: &Self::Buffer,
         dy: &Self::Buffer,
         gamma: &Self::Buffer,
+        beta: &Self::Buffer,
         save_mean: &Self::Buffer,
         save_invstd: &Self::Buffer,
         dx: &mut Self::Buffer,

@@ -119,6 +119,9 @@ pub struct BatchNormParams {
     pub eps: f32,
     /// Weight of the new batch statistic in the running averages (PyTorch: 0.1).
     pub momentum: f32,
+    /// Whether a ReLU follows in the same pass: the output is `max(0, bn(x))` and backward takes
+    /// the gradient of that output, masking it where the recomputed `bn(x)` is not positive.
+    pub relu: bool,
 }
 
 impl BatchNormParams {

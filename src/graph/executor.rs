@@ -91,6 +91,11 @@ pub struct Executor<B: Backend> {
     final_after: Vec<Vec<TensorId>>,
     /// Whether some backward may read each node's value.
     read_by_backward: Vec<bool>,
+    /// Whether backward recomputes each node's value ([`Op::recomputable`]) rather than have a
+    /// training forward under `keep_only` keep it.
+    recomputed: Vec<bool>,
+    /// For each node, the values no backward reads once backward has passed it.
+    last_read_by: Vec<Vec<usize>>,
     /// The nodes whose values stay readable after a forward (`None`: all of them).
     keep: Option<Vec<bool>>,
     /// An empty buffer that backward sees in place of a value it does not read.
@@ -122,6 +127,18 @@ impl<B: Backend> Executor<B> {
         let needs_grad = needs_grad(&graph);
         let final_after = final_after(&graph);
         let read_by_backward = read_by_backward(&graph, &needs_grad);
+        let recomputed = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| match &node.kind {
+                NodeKind::Op { op, .. } => {
+                    read_by_backward[index] && needs_grad[index] && op.recomputable()
+                }
+                _ => false,
+            })
+            .collect();
+        let last_read_by = last_read_by(&graph, &needs_grad);
         let released = backend.alloc(&TensorDesc::f32([0]))?;
         Ok(Executor {
             backend,
@@ -132,6 +149,8 @@ impl<B: Backend> Executor<B> {
             needs_grad,
             final_after,
             read_by_backward,
+            recomputed,
+            last_read_by,
             keep: None,
             released,
             plans: HashMap::new(),
@@ -191,13 +210,11 @@ impl<B: Backend> Executor<B> {
         }
         self.mode = mode;
         // With `keep_only`, values are released after their last forward use unless kept or,
-        // in training, read by backward (which then releases them).
+        // in training, read by backward and not recomputed there (backward then releases them).
         let release = self.keep.as_ref().map(|keep| {
             let retained: Vec<bool> = match mode {
-                Mode::Train => keep
-                    .iter()
-                    .zip(&self.read_by_backward)
-                    .map(|(&k, &r)| k || r)
+                Mode::Train => (0..keep.len())
+                    .map(|i| keep[i] || self.read_by_backward[i] && !self.recomputed[i])
                     .collect(),
                 Mode::Eval => keep.clone(),
             };
@@ -238,43 +255,20 @@ impl<B: Backend> Executor<B> {
             if !inputs.iter().all(|i| plan.computed[i.index]) {
                 continue;
             }
-            let mut output =
-                plan.pool
-                    .lend(&self.backend, &plan.shapes[index], Use::Value(index))?;
-            let state_ids = op.state();
-            let mut state: Vec<B::Buffer> = state_ids
-                .iter()
-                .map(|t| self.tensors[t.0].take().expect("state tensors are present"))
-                .collect();
             let started = start_timing(&self.backend, &self.profile)?;
-            let result = {
-                let input_bufs: Vec<&B::Buffer> = inputs
-                    .iter()
-                    .map(|i| {
-                        node_value(&self.graph, &plan.values, &self.tensors, i.index)
-                            .expect("values live until their last consumer")
-                    })
-                    .collect();
-                let input_shapes: Vec<&Shape> =
-                    inputs.iter().map(|i| &plan.shapes[i.index]).collect();
-                op.forward(ForwardCtx {
-                    backend: &self.backend,
-                    mode,
-                    seed: node_seed(self.seed, self.step, index),
-                    inputs: &input_bufs,
-                    input_shapes: &input_shapes,
-                    output: &mut output,
-                    output_shape: &plan.shapes[index],
-                    workspace: &mut plan.workspaces[index],
-                    state: &mut state,
-                    collective: collective.as_deref_mut(),
-                })
+            let run = NodeRun {
+                index,
+                mode,
+                seed: node_seed(self.seed, self.step, index),
+                recompute: false,
             };
-            plan.values[index] = Some(output);
-            for (t, buf) in state_ids.iter().zip(state) {
-                self.tensors[t.0] = Some(buf);
-            }
-            result?;
+            run.run(
+                &self.backend,
+                &self.graph,
+                plan,
+                &mut self.tensors,
+                collective.as_deref_mut(),
+            )?;
             stop_timing(
                 &self.backend,
                 &mut self.profile,
@@ -444,10 +438,28 @@ impl<B: Backend> Executor<B> {
                     }
                 });
             }
+            let started = start_timing(&self.backend, &self.profile)?;
+            // Values this backward reads that the forward left to be recomputed.
+            let reads = inputs
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| op.backward_reads_input(k))
+                .map(|(_, i)| i.index)
+                .chain(op.backward_reads_output().then_some(index));
+            for v in reads {
+                if self.recomputed[v] && plan.values[v].is_none() {
+                    let run = NodeRun {
+                        index: v,
+                        mode: self.mode,
+                        seed: node_seed(self.seed, self.step, v),
+                        recompute: true,
+                    };
+                    run.run(&self.backend, &self.graph, plan, &mut self.tensors, None)?;
+                }
+            }
             let grad_output = plan.grads[index]
                 .take()
                 .expect("a node with a gradient has a buffer");
-            let started = start_timing(&self.backend, &self.profile)?;
             let result = {
                 let state: Vec<&B::Buffer> = op
                     .state()
@@ -511,9 +523,14 @@ impl<B: Backend> Executor<B> {
             }
             result?;
             accumulate_error?;
-            // Nothing reads this node's gradient again.
+            // Nothing reads this node's gradient again, nor these values.
             if let Some(done) = plan.grads[index].take() {
                 plan.pool.take_back(&self.backend, done, Use::Grad(index));
+            }
+            if let Some(keep) = &self.keep {
+                for &v in self.last_read_by[index].iter().filter(|&&v| !keep[v]) {
+                    plan.release_value(&self.backend, v);
+                }
             }
             stop_timing(
                 &self.backend,
@@ -844,6 +861,97 @@ fn read_by_backward<B: Backend>(graph: &Graph<B>, needs_grad: &[bool]) -> Vec<bo
         }
     }
     read
+}
+
+/// For each node, the values it is the last backward to read ([`Op::backward_reads_input`],
+/// [`Op::backward_reads_output`]): backward runs from the last node to the first, so the
+/// earliest reader of a value reads it last.
+fn last_read_by<B: Backend>(graph: &Graph<B>, needs_grad: &[bool]) -> Vec<Vec<usize>> {
+    let n = graph.nodes.len();
+    let mut last = vec![None; n];
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if let (NodeKind::Op { op, inputs }, true) = (&node.kind, needs_grad[index]) {
+            let inputs_read = inputs
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| op.backward_reads_input(k))
+                .map(|(_, i)| i.index);
+            for v in inputs_read.chain(op.backward_reads_output().then_some(index)) {
+                last[v].get_or_insert(index);
+            }
+        }
+    }
+    let mut by = vec![Vec::new(); n];
+    for (v, reader) in last.into_iter().enumerate() {
+        if let Some(reader) = reader {
+            by[reader].push(v);
+        }
+    }
+    by
+}
+
+/// One run of a node's op into a buffer from the plan's pool, kept as the node's value: its
+/// forward, or with `recompute` its [`Op::recompute`].
+struct NodeRun {
+    index: usize,
+    mode: Mode,
+    seed: u64,
+    recompute: bool,
+}
+
+impl NodeRun {
+    fn run<B: Backend>(
+        &self,
+        backend: &B,
+        graph: &Graph<B>,
+        plan: &mut Plan<B>,
+        tensors: &mut [Option<B::Buffer>],
+        collective: Option<&mut (dyn Collective<B> + 'static)>,
+    ) -> Result<()> {
+        let index = self.index;
+        let NodeKind::Op { op, inputs } = &graph.nodes[index].kind else {
+            return Err(Error::Graph(format!("node {index} is not an op")));
+        };
+        let mut output = plan
+            .pool
+            .lend(backend, &plan.shapes[index], Use::Value(index))?;
+        let state_ids = op.state();
+        let mut state: Vec<B::Buffer> = state_ids
+            .iter()
+            .map(|t| tensors[t.0].take().expect("state tensors are present"))
+            .collect();
+        let result = {
+            let input_bufs: Vec<&B::Buffer> = inputs
+                .iter()
+                .map(|i| {
+                    node_value(graph, &plan.values, tensors, i.index)
+                        .expect("values live until their last reader")
+                })
+                .collect();
+            let input_shapes: Vec<&Shape> = inputs.iter().map(|i| &plan.shapes[i.index]).collect();
+            let cx = ForwardCtx {
+                backend,
+                mode: self.mode,
+                seed: self.seed,
+                inputs: &input_bufs,
+                input_shapes: &input_shapes,
+                output: &mut output,
+                output_shape: &plan.shapes[index],
+                workspace: &mut plan.workspaces[index],
+                state: &mut state,
+                collective,
+            };
+            match self.recompute {
+                true => op.recompute(cx),
+                false => op.forward(cx),
+            }
+        };
+        plan.values[index] = Some(output);
+        for (t, buf) in state_ids.iter().zip(state) {
+            tensors[t.0] = Some(buf);
+        }
+        result
+    }
 }
 
 /// Which nodes depend on a trainable tensor or a gradient-taking input.

@@ -57,6 +57,23 @@ pub trait Op<B: Backend>: Send + Sync {
         true
     }
 
+    /// Whether, after a training forward, [`Op::recompute`] can write the output again cheaply
+    /// (one elementwise pass) from the inputs this op's backward reads and its workspaces. An
+    /// executor that keeps only some values then frees the output after its last forward use
+    /// even where a later backward reads it, and recomputes it for that backward.
+    fn recomputable(&self) -> bool {
+        false
+    }
+
+    /// Writes the output of the last training forward again, bit for bit, changing nothing else
+    /// (see [`Op::recomputable`]). `cx.state` holds the state as that forward left it.
+    fn recompute(&self, _cx: ForwardCtx<'_, B>) -> Result<()> {
+        Err(crate::error::Error::Graph(format!(
+            "{} cannot recompute its output",
+            self.name()
+        )))
+    }
+
     /// Computes the output.
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()>;
 

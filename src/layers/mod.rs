@@ -23,5 +23,5 @@ pub use activation::{dropout, log_softmax, relu, sigmoid, softmax, tanh};
 pub use combine::{add, concat, mean, mul, sub, sum};
 pub use conv::{conv2d, conv2d_transpose, ConvConfig};
 pub use dense::{dense, flatten};
-pub use norm::{batchnorm2d, BatchNormConfig};
+pub use norm::{batchnorm2d, batchnorm2d_relu, BatchNormConfig};
 pub use spatial::{maxpool2d, upsample_bilinear2d};

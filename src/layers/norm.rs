@@ -31,6 +31,28 @@ pub fn batchnorm2d<B: Backend>(
     x: NodeId,
     cfg: BatchNormConfig,
 ) -> Result<NodeId> {
+    batch_norm(g, name, x, cfg, false)
+}
+
+/// [`batchnorm2d`] followed by a ReLU, as one op: one pass over the tensor each way instead of
+/// two, and, where the executor keeps only some values, one stored tensor (the input) instead of
+/// two (the ReLU's output is recomputed for the backward that reads it).
+pub fn batchnorm2d_relu<B: Backend>(
+    g: &mut Graph<B>,
+    name: &str,
+    x: NodeId,
+    cfg: BatchNormConfig,
+) -> Result<NodeId> {
+    batch_norm(g, name, x, cfg, true)
+}
+
+fn batch_norm<B: Backend>(
+    g: &mut Graph<B>,
+    name: &str,
+    x: NodeId,
+    cfg: BatchNormConfig,
+    relu: bool,
+) -> Result<NodeId> {
     let channels = g.shape(x)?.last();
     let gamma = g.param(&format!("{name}.weight"), [channels], Init::Ones)?;
     let beta = g.param(&format!("{name}.bias"), [channels], Init::Zeros)?;
@@ -39,6 +61,7 @@ pub fn batchnorm2d<B: Backend>(
     let op = BatchNorm {
         eps: cfg.eps,
         momentum: cfg.momentum,
+        relu,
         running_mean,
         running_var,
     };

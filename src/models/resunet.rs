@@ -65,8 +65,7 @@ fn residual_block<B: Backend>(
     let bn = BatchNormConfig::default();
     let conv = ConvConfig::new(out, 3).padding(1).bias(false);
     let y = layers::conv2d(g, &format!("{name}.conv1"), x, conv)?;
-    let y = layers::batchnorm2d(g, &format!("{name}.bn1"), y, bn)?;
-    let y = layers::relu(g, y)?;
+    let y = layers::batchnorm2d_relu(g, &format!("{name}.bn1"), y, bn)?;
     let y = layers::conv2d(g, &format!("{name}.conv2"), y, conv)?;
     let y = layers::batchnorm2d(g, &format!("{name}.bn2"), y, bn)?;
     let shortcut = if g.shape(x)?.last() == out {

@@ -90,8 +90,7 @@ fn double_conv<B: Backend>(
         let conv = ConvConfig::new(channels, 3).padding(1).bias(false);
         y = layers::conv2d(g, &format!("{name}.double_conv.{index}"), y, conv)?;
         let bn = format!("{name}.double_conv.{}", index + 1);
-        y = layers::batchnorm2d(g, &bn, y, BatchNormConfig::default())?;
-        y = layers::relu(g, y)?;
+        y = layers::batchnorm2d_relu(g, &bn, y, BatchNormConfig::default())?;
     }
     Ok(y)
 }

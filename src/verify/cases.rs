@@ -270,6 +270,7 @@ fn bn_backward<M: Backend>(m: &M, p: &BatchNormParams) -> Outputs {
     let x = up(m, &random_range(n, 10, -2.0, 3.0))?;
     let dy = up(m, &random_vec(n, 15))?;
     let gamma = up(m, &random_range(p.channels, 11, 0.5, 1.5))?;
+    let beta = up(m, &random_vec(p.channels, 12))?;
     // The saved statistics are inputs here, the same on both sides.
     let mean = up(m, &random_range(p.channels, 16, 0.0, 1.0))?;
     let invstd = up(m, &random_range(p.channels, 17, 0.5, 1.0))?;
@@ -279,6 +280,7 @@ fn bn_backward<M: Backend>(m: &M, p: &BatchNormParams) -> Outputs {
         &x,
         &dy,
         &gamma,
+        &beta,
         &mean,
         &invstd,
         &mut dx,
@@ -291,15 +293,30 @@ fn bn_backward<M: Backend>(m: &M, p: &BatchNormParams) -> Outputs {
         .collect()
 }
 
+fn bn_apply<M: Backend>(m: &M, p: &BatchNormParams) -> Outputs {
+    let n = p.rows * p.channels;
+    let x = up(m, &random_range(n, 10, -2.0, 3.0))?;
+    let gamma = up(m, &random_range(p.channels, 11, 0.5, 1.5))?;
+    let beta = up(m, &random_vec(p.channels, 12))?;
+    let mean = up(m, &random_range(p.channels, 16, 0.0, 1.0))?;
+    let invstd = up(m, &random_range(p.channels, 17, 0.5, 1.0))?;
+    let mut y = out(m, n)?;
+    m.batch_norm_apply(p, &x, &gamma, &beta, &mean, &invstd, &mut y)?;
+    Ok(vec![m.download(&y)?])
+}
+
 fn norm_cases<B: Backend>(ctx: &mut Ctx<'_, B>) {
-    for (rows, channels) in [(2 * 7 * 9, 5), (3 * 3, 7), (1, 3)] {
+    let sizes = [(2 * 7 * 9, 5), (3 * 3, 7), (1, 3)];
+    for ((rows, channels), relu) in sizes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
         let p = BatchNormParams {
             rows,
             channels,
             eps: 1e-5,
             momentum: 0.1,
+            relu,
         };
-        let shape = format!("{rows} rows × {channels}");
+        let relu_name = if relu { " + relu" } else { "" };
+        let shape = format!("{rows} rows × {channels}{relu_name}");
         let sums = Tol::accumulated(2 * rows).scale(2.0);
         if rows > 1 {
             // Mean and variance are sums over the rows; the normalised output is O(1).
@@ -324,6 +341,16 @@ fn norm_cases<B: Backend>(ctx: &mut Ctx<'_, B>) {
             why,
             &p,
             bn_inference
+        );
+        let why = "a multiply-add per element from the given statistics";
+        check!(
+            ctx,
+            "batch_norm apply",
+            shape.clone(),
+            Tol::rel_abs(1e-5, 1e-6),
+            why,
+            &p,
+            bn_apply
         );
         if rows > 1 {
             let tol = Tol::rel_abs(1e-5, 1e-5).max(sums);

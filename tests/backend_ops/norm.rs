@@ -1,4 +1,5 @@
-//! Batch normalisation: training forward (with saved statistics and running averages),
+//! Batch normalisation, alone and with a ReLU after it: training forward (with saved
+//! statistics and running averages), the training output again from saved statistics,
 //! inference forward, and backward.
 
 use magnet::backend::BatchNormParams;
@@ -13,25 +14,34 @@ fn bn(rows: usize, channels: usize, eps: f32, momentum: f32) -> BatchNormParams 
         channels,
         eps,
         momentum,
+        relu: false,
     }
 }
 
+fn with_relu(p: BatchNormParams) -> BatchNormParams {
+    BatchNormParams { relu: true, ..p }
+}
+
 /// NHWC tensors seen as rows × channels (1·7·5 × 3, 2·9·11 × 5), an N×C one (4 × 7), a
-/// two-row one, and non-default eps / momentum so that hard-wired constants show.
+/// two-row one, and non-default eps / momentum so that hard-wired constants show; three of them
+/// again with a ReLU.
 fn cases() -> Vec<BatchNormParams> {
-    vec![
+    let plain = [
         bn(7 * 5, 3, 1e-5, 0.1),
         bn(2 * 9 * 11, 5, 1e-5, 0.1),
         bn(4, 7, 1e-5, 0.1),
         bn(2, 3, 1e-5, 0.1),
         bn(3 * 5, 5, 1e-3, 0.3),
-    ]
+    ];
+    let relu = [plain[0], plain[1], plain[4]].map(with_relu);
+    plain.into_iter().chain(relu).collect()
 }
 
 /// Enough rows for a column reduction in several slabs of rows on the GPU backends, with fewer
-/// channels than a tile (40,000 × 5) and more (3,000 × 70).
+/// channels than a tile (40,000 × 5) and more (3,000 × 70, also with a ReLU).
 fn many_rows() -> Vec<BatchNormParams> {
-    vec![bn(40_000, 5, 1e-5, 0.1), bn(3_000, 70, 1e-5, 0.1)]
+    let wide = bn(3_000, 70, 1e-5, 0.1);
+    vec![bn(40_000, 5, 1e-5, 0.1), wide, with_relu(wide)]
 }
 
 /// Input, γ, β, running mean, running variance and the output gradient of case `i`.
@@ -125,6 +135,47 @@ fn batch_norm_train_matches_reference() {
     for_each_backend!(|b| train_case(b));
 }
 
+/// `batch_norm_apply` from the statistics a training forward saved gives that forward's output
+/// bit for bit (the executor recomputes outputs with it instead of keeping them).
+fn apply_case<B: Backend>(b: &B) {
+    for (i, p) in cases().iter().chain(&many_rows()).enumerate() {
+        let d = data(p, i);
+        let c = p.channels;
+        let [xb, gb, bb] = [&d.x, &d.gamma, &d.beta].map(|v| upload_vec(b, v));
+        let mut yb = garbage(b, [p.rows * c]);
+        let (mut smb, mut sib) = (garbage(b, [c]), garbage(b, [c]));
+        let (mut rmb, mut rvb) = (upload_vec(b, &d.mean), upload_vec(b, &d.var));
+        ok(
+            b.batch_norm_train(
+                p, &xb, &gb, &bb, &mut yb, &mut smb, &mut sib, &mut rmb, &mut rvb,
+            ),
+            "batch_norm_train",
+        );
+        let running = (download(b, &rmb), download(b, &rvb));
+        let mut again = garbage(b, [p.rows * c]);
+        ok(
+            b.batch_norm_apply(p, &xb, &gb, &bb, &smb, &sib, &mut again),
+            "batch_norm_apply",
+        );
+        let (y, y_again) = (download(b, &yb), download(b, &again));
+        let first_difference = y
+            .iter()
+            .zip(&y_again)
+            .position(|(u, v)| u.to_bits() != v.to_bits());
+        assert_eq!(first_difference, None, "batch_norm_apply {p:?}");
+        assert_eq!(
+            (download(b, &rmb), download(b, &rvb)),
+            running,
+            "batch_norm_apply must not touch the running statistics"
+        );
+    }
+}
+
+#[test]
+fn batch_norm_apply_reproduces_the_training_output() {
+    for_each_backend!(|b| apply_case(b));
+}
+
 fn inference_case<B: Backend>(b: &B) {
     for (i, p) in cases().iter().enumerate() {
         let d = data(p, i);
@@ -174,7 +225,7 @@ fn backward_case<B: Backend>(b: &B) {
         let loss = |x: &[f64], g: &[f64], be: &[f64]| {
             dot(&r::batch_norm_train(p, x, g, be, &rm, &rv).y, &dy)
         };
-        let (ax, ag, ab) = r::batch_norm_backward(p, &x, &dy, &gamma);
+        let (ax, ag, ab) = r::batch_norm_backward(p, &x, &dy, &gamma, &beta);
         // Finite differences take a forward pass per element: the cases with many rows are
         // checked against the f64 reference alone.
         let (fd_x, fd_g, fd_b) = if i < small {
@@ -199,6 +250,7 @@ fn backward_case<B: Backend>(b: &B) {
                 &upload_vec(b, &d.x),
                 &upload_vec(b, &d.dy),
                 &upload_vec(b, &d.gamma),
+                &upload_vec(b, &d.beta),
                 &upload_vec(b, &f32s(&saved.save_mean)),
                 &upload_vec(b, &f32s(&saved.save_invstd)),
                 &mut dxb,
@@ -305,10 +357,23 @@ fn rejects_case<B: Backend>(b: &B) {
         b.batch_norm_inference(&p, &x, &g, &be, &rm, &short_rv, &mut y)
     });
     expect_err("batch_norm_backward with a short dy", || {
-        b.batch_norm_backward(&p, &x, &short_x, &g, &sm, &si, &mut dx, &mut dg, &mut db)
+        b.batch_norm_backward(
+            &p, &x, &short_x, &g, &be, &sm, &si, &mut dx, &mut dg, &mut db,
+        )
     });
     expect_err("batch_norm_backward with a long gamma", || {
-        b.batch_norm_backward(&p, &x, &x, &long_g, &sm, &si, &mut dx, &mut dg, &mut db)
+        b.batch_norm_backward(
+            &p, &x, &x, &long_g, &be, &sm, &si, &mut dx, &mut dg, &mut db,
+        )
+    });
+    expect_err("batch_norm_backward with a long beta", || {
+        b.batch_norm_backward(&p, &x, &x, &g, &long_g, &sm, &si, &mut dx, &mut dg, &mut db)
+    });
+    expect_err("batch_norm_apply with a short input", || {
+        b.batch_norm_apply(&p, &short_x, &g, &be, &sm, &si, &mut y)
+    });
+    expect_err("batch_norm_apply with a long gamma", || {
+        b.batch_norm_apply(&p, &x, &long_g, &be, &sm, &si, &mut y)
     });
     let empty = BatchNormParams { rows: 0, ..p };
     let nothing = zeros_len(b, 0);

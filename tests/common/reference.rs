@@ -128,7 +128,7 @@ pub fn batch_norm_train(
     for r in 0..rows {
         for c in 0..ch {
             let i = r * ch + c;
-            y[i] = (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c];
+            y[i] = relu_if(p, (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c]);
         }
     }
     let unbiased = rows as f64 / (rows as f64 - 1.0);
@@ -159,18 +159,29 @@ pub fn batch_norm_inference(
         .enumerate()
         .map(|(i, &v)| {
             let c = i % ch;
-            (v - running_mean[c]) / (running_var[c] + p.eps as f64).sqrt() * gamma[c] + beta[c]
+            let z = (v - running_mean[c]) / (running_var[c] + p.eps as f64).sqrt();
+            relu_if(p, z * gamma[c] + beta[c])
         })
         .collect()
 }
 
+/// `max(0, z)` when the batch norm has a ReLU after it.
+fn relu_if(p: &BatchNormParams, z: f64) -> f64 {
+    if p.relu {
+        z.max(0.0)
+    } else {
+        z
+    }
+}
+
 /// Gradients of the training-mode forward: `(dx, dγ, dβ)`, with
-/// `dx = γ·invstd/N · (N·dy − Σdy − x̂·Σ(dy·x̂))`.
+/// `dx = γ·invstd/N · (N·dy − Σdy − x̂·Σ(dy·x̂))` (with a ReLU, `dy` zeroed where `γ·x̂ + β ≤ 0`).
 pub fn batch_norm_backward(
     p: &BatchNormParams,
     x: &[f64],
     dy: &[f64],
     gamma: &[f64],
+    beta: &[f64],
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (rows, ch) = (p.rows, p.channels);
     let (mean, var) = channel_stats(rows, ch, x);
@@ -179,6 +190,15 @@ pub fn batch_norm_backward(
         .map(|v| 1.0 / (v + p.eps as f64).sqrt())
         .collect();
     let xhat = |i: usize| (x[i] - mean[i % ch]) * invstd[i % ch];
+    let masked: Vec<f64> = (0..rows * ch)
+        .map(
+            |i| match p.relu && gamma[i % ch] * xhat(i) + beta[i % ch] <= 0.0 {
+                true => 0.0,
+                false => dy[i],
+            },
+        )
+        .collect();
+    let dy = &masked;
     let mut dgamma = vec![0.0; ch];
     let mut dbeta = vec![0.0; ch];
     for i in 0..rows * ch {

@@ -133,6 +133,7 @@ fn bn_backward<M: Backend>(m: &M, p: &BatchNormParams) -> Outputs {
     let x = up(m, &random_range(n, 10, -2.0, 3.0));
     let dy = up(m, &random_vec(n, 15));
     let gamma = up(m, &random_range(p.channels, 11, 0.5, 1.5));
+    let beta = up(m, &random_vec(p.channels, 12));
     let mean = up(m, &random_range(p.channels, 16, 0.0, 1.0));
     let invstd = up(m, &random_range(p.channels, 17, 0.5, 1.0));
     let (mut dx, mut dgamma, mut dbeta) = (out(m, n), out(m, p.channels), out(m, p.channels));
@@ -141,6 +142,7 @@ fn bn_backward<M: Backend>(m: &M, p: &BatchNormParams) -> Outputs {
         &x,
         &dy,
         &gamma,
+        &beta,
         &mean,
         &invstd,
         &mut dx,
@@ -194,12 +196,13 @@ fn upsample_backward<M: Backend>(m: &M, p: &UpsampleParams) -> Outputs {
 #[test]
 fn norm_pool_and_resample_split_by_rows() {
     on_small(|b| {
-        for (rows, channels) in [(2 * 12 * 16, 7), (1100, 3)] {
+        for (rows, channels, relu) in [(2 * 12 * 16, 7, false), (1100, 3, true)] {
             let p = BatchNormParams {
                 rows,
                 channels,
                 eps: 1e-5,
                 momentum: 0.1,
+                relu,
             };
             big(rows * channels);
             // Statistics are sums over the rows, added up over dispatches; the output is O(1).

@@ -49,8 +49,19 @@ where
     })
 }
 
-/// `y = (x − mean) · scale + shift` per channel, in parallel over row blocks.
-fn normalise(x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+/// The training output's per-channel scale `γ·invstd` from the saved (f32) `invstd`, the same
+/// in the forward, in [`NormOps::batch_norm_apply`] and in backward's ReLU mask.
+fn train_scale(gamma: &[f32], invstd: &[f32]) -> Vec<f32> {
+    gamma
+        .iter()
+        .zip(invstd)
+        .map(|(&g, &s)| (g as f64 * s as f64) as f32)
+        .collect()
+}
+
+/// `y = (x − mean) · scale + shift` per channel (then `max(0, y)` when `relu`), in parallel over
+/// row blocks.
+fn normalise(x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32], relu: bool, y: &mut [f32]) {
     let c = mean.len();
     let block = rows_per_block(c);
     for_each_chunk_mut(y, block * c, |i, yc| {
@@ -59,7 +70,8 @@ fn normalise(x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32
         for (yr, xr) in yc.chunks_exact_mut(c).zip(xc.chunks_exact(c)) {
             let coef = mean.iter().zip(scale).zip(shift);
             for ((o, &v), ((&m, &a), &b)) in yr.iter_mut().zip(xr).zip(coef) {
-                *o = (v - m) * a + b;
+                let z = (v - m) * a + b;
+                *o = if relu { z.max(0.0) } else { z };
             }
         }
     });
@@ -122,15 +134,11 @@ impl NormOps for CpuBackend {
 
         let nf = n as f64;
         let m = p.momentum as f64;
-        let mut mean = vec![0.0f32; c];
-        let mut scale = vec![0.0f32; c];
         for j in 0..c {
             let d_mean = sums[j] / nf;
             let var = (sums[c + j] / nf - d_mean * d_mean).max(0.0);
             let mu = shift[j] as f64 + d_mean;
             let invstd = 1.0 / (var + p.eps as f64).sqrt();
-            mean[j] = mu as f32;
-            scale[j] = (gamma.0[j] as f64 * invstd) as f32;
             save_mean.0[j] = mu as f32;
             save_invstd.0[j] = invstd as f32;
             let rm = &mut running_mean.0[j];
@@ -138,7 +146,32 @@ impl NormOps for CpuBackend {
             let rv = &mut running_var.0[j];
             *rv = ((1.0 - m) * *rv as f64 + m * var * nf / (nf - 1.0)) as f32;
         }
-        normalise(x, &mean, &scale, &beta.0, &mut y.0);
+        let scale = train_scale(&gamma.0, &save_invstd.0);
+        normalise(x, &save_mean.0, &scale, &beta.0, p.relu, &mut y.0);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_apply(
+        &self,
+        p: &BatchNormParams,
+        x: &CpuBuffer,
+        gamma: &CpuBuffer,
+        beta: &CpuBuffer,
+        save_mean: &CpuBuffer,
+        save_invstd: &CpuBuffer,
+        y: &mut CpuBuffer,
+    ) -> Result<()> {
+        const OP: &str = "batch_norm_apply";
+        p.validate(OP)?;
+        let len = numel(OP, p)?;
+        check_len(OP, x, len)?;
+        check_len(OP, y, len)?;
+        for buf in [gamma, beta, save_mean, save_invstd] {
+            check_len(OP, buf, p.channels)?;
+        }
+        let scale = train_scale(&gamma.0, &save_invstd.0);
+        normalise(&x.0, &save_mean.0, &scale, &beta.0, p.relu, &mut y.0);
         Ok(())
     }
 
@@ -167,7 +200,7 @@ impl NormOps for CpuBackend {
             .zip(&running_var.0)
             .map(|(&g, &v)| (g as f64 / (v as f64 + p.eps as f64).sqrt()) as f32)
             .collect();
-        normalise(&x.0, &running_mean.0, &scale, &beta.0, &mut y.0);
+        normalise(&x.0, &running_mean.0, &scale, &beta.0, p.relu, &mut y.0);
         Ok(())
     }
 
@@ -178,6 +211,7 @@ impl NormOps for CpuBackend {
         x: &CpuBuffer,
         dy: &CpuBuffer,
         gamma: &CpuBuffer,
+        beta: &CpuBuffer,
         save_mean: &CpuBuffer,
         save_invstd: &CpuBuffer,
         dx: &mut CpuBuffer,
@@ -191,19 +225,30 @@ impl NormOps for CpuBackend {
         check_len(OP, x, len)?;
         check_len(OP, dy, len)?;
         check_len(OP, dx, len)?;
-        for buf in [gamma, save_mean, save_invstd, &*dgamma, &*dbeta] {
+        for buf in [gamma, beta, save_mean, save_invstd, &*dgamma, &*dbeta] {
             check_len(OP, buf, c)?;
         }
         let (x, dy, mean, invstd) = (&x.0[..], &dy.0[..], &save_mean.0[..], &save_invstd.0[..]);
+        // The gradient reaching the normalisation: dy, or with a ReLU after it dy where the
+        // forward's output was positive.
+        let scale = train_scale(&gamma.0, invstd);
+        let shift = &beta.0[..];
+        let masked = |g: f32, v: f32, j: usize| {
+            if p.relu && (v - mean[j]) * scale[j] + shift[j] <= 0.0 {
+                0.0
+            } else {
+                g
+            }
+        };
 
         // Σ dy and Σ dy·(x − mean) per channel.
         let sums = sum_rows(n, c, 2 * c, |rows, acc| {
             let (s, t) = acc.split_at_mut(c);
             for r in rows {
                 let (xr, gr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
-                let terms = xr.iter().zip(gr).zip(mean);
-                for ((s, t), ((&v, &g), &m)) in s.iter_mut().zip(t.iter_mut()).zip(terms) {
-                    let g = g as f64;
+                let terms = xr.iter().zip(gr).zip(mean).enumerate();
+                for ((s, t), (j, ((&v, &g), &m))) in s.iter_mut().zip(t.iter_mut()).zip(terms) {
+                    let g = masked(g, v, j) as f64;
                     *s += g;
                     *t += g * (v - m) as f64;
                 }
@@ -233,11 +278,11 @@ impl NormOps for CpuBackend {
                 .chunks_exact(c)
                 .zip(dy[start..start + dxc.len()].chunks_exact(c));
             for ((xr, gr), dr) in rows.zip(dxc.chunks_exact_mut(c)) {
-                let coef = a.iter().zip(&b).zip(k.iter().zip(mean));
-                for ((o, (&v, &g)), ((&a, &b), (&k, &m))) in
+                let coef = a.iter().zip(&b).zip(k.iter().zip(mean)).enumerate();
+                for ((o, (&v, &g)), (j, ((&a, &b), (&k, &m)))) in
                     dr.iter_mut().zip(xr.iter().zip(gr)).zip(coef)
                 {
-                    *o = a * (g - b - (v - m) * k);
+                    *o = a * (masked(g, v, j) - b - (v - m) * k);
                 }
             }
         });
@@ -255,6 +300,7 @@ mod tests {
             channels,
             eps: 1e-5,
             momentum: 0.1,
+            relu: false,
         }
     }
 
@@ -341,6 +387,7 @@ mod tests {
             &x,
             &dy,
             &gamma,
+            &CpuBuffer(vec![0.0]),
             &mean,
             &invstd,
             &mut dx,

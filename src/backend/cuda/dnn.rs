@@ -1,11 +1,15 @@
-//! cuDNN through `cudarc::cudnn::sys`: the handle, owned descriptors, convolution plans (an
-//! algorithm chosen once per shape, with its workspace size) and the reusable workspace.
+//! cuDNN through `cudarc::cudnn::sys`: the handle, owned descriptors and convolution plans (an
+//! algorithm chosen once per shape, with its workspace size).
 //!
 //! Tensors are NHWC (`CUDNN_TENSOR_NHWC`) and filters `[out, kh, kw, in]`, which is cuDNN's NHWC
 //! filter format (K × R × S × C). In strict fp32 a shape may instead run in NCHW on transposed
 //! copies (`cudnnTransformTensor`) when that times faster at its first use. Algorithms come from cuDNN's heuristics
 //! (`cudnnGetConvolution*Algorithm_v7`); all are timed on the first call of each shape
-//! and ordered fastest first (as PyTorch's `cudnn.benchmark` does). In strict fp32 mode the
+//! and ordered fastest first (as PyTorch's `cudnn.benchmark` does), except that the one with the
+//! smallest workspace among those within timing noise of the fastest goes first. Workspaces
+//! are allocated for each call from the stream's memory pool and freed after it in stream
+//! order, so memory holds only the running call's (as PyTorch's caching allocator does). In
+//! strict fp32 mode the
 //! descriptor's math type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped;
 //! with [`ConvMath::direct_only`], so are the Winograd and FFT algorithms.
 //! Should cuDNN refuse the chosen algorithm when it runs, the next candidate is tried and
@@ -24,6 +28,10 @@ use crate::error::Result;
 
 /// Workspaces above this size are not considered (the next candidate is used instead).
 const MAX_WORKSPACE: usize = 4 << 30;
+
+/// Candidates this much slower than the fastest (relative, and absolute milliseconds) count as
+/// equally fast: among those, the smallest workspace wins.
+const TIMING_NOISE: (f32, f32) = (0.02, 0.002);
 
 /// What arithmetic a convolution may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -378,7 +386,6 @@ pub(crate) struct Dnn {
     plans: HashMap<(ConvKind, Conv2dParams, ConvMath), ConvPlan>,
     /// Whether each strict-fp32 convolution runs fastest in NCHW, by timing at its first use.
     nchw_faster: HashMap<(ConvKind, Conv2dParams, ConvMath), bool>,
-    workspace: Option<CudaSlice<u8>>,
 }
 
 // SAFETY: the handle and descriptors are only used by one thread at a time (behind a mutex),
@@ -483,7 +490,6 @@ impl Dnn {
                 stream: stream.clone(),
                 plans: HashMap::new(),
                 nchw_faster: HashMap::new(),
-                workspace: None,
             };
             status(
                 "cudnnSetStream",
@@ -493,22 +499,21 @@ impl Dnn {
         }
     }
 
-    /// A workspace of at least `bytes` bytes (grown when needed; the old one is freed in stream
-    /// order), and its address (0 for no workspace).
-    fn workspace(&mut self, bytes: usize) -> Result<u64> {
+    /// A workspace of `bytes` bytes for one call (`None` for none); dropping it frees it in
+    /// stream order, after the call's work.
+    fn workspace(&self, bytes: usize) -> Result<Option<CudaSlice<u8>>> {
         if bytes == 0 {
-            return Ok(0);
+            return Ok(None);
         }
-        if self.workspace.as_ref().is_none_or(|w| w.len() < bytes) {
-            self.workspace = None;
-            // SAFETY: a workspace is scratch memory that cuDNN writes before reading.
-            let ws = unsafe { self.stream.alloc::<u8>(bytes) }
-                .map_err(|e| driver_error(&format!("allocating a {bytes}-byte workspace"), e))?;
-            self.workspace = Some(ws);
-        }
-        let ws = self.workspace.as_ref().expect("allocated above");
-        let (ptr, _record) = ws.device_ptr(&self.stream);
-        Ok(ptr)
+        // SAFETY: a workspace is scratch memory that cuDNN writes before reading.
+        let ws = unsafe { self.stream.alloc::<u8>(bytes) }
+            .map_err(|e| driver_error(&format!("allocating a {bytes}-byte workspace"), e))?;
+        Ok(Some(ws))
+    }
+
+    /// The device address of a workspace (0 for none).
+    fn address(&self, ws: &Option<CudaSlice<u8>>) -> u64 {
+        ws.as_ref().map_or(0, |w| w.device_ptr(&self.stream).0)
     }
 
     /// Creates the plan of `(kind, p, math)`: descriptors and the heuristics' candidates.
@@ -678,7 +683,11 @@ impl Dnn {
         let mut timed: Vec<(f32, usize)> = Vec::with_capacity(count);
         for i in 0..count {
             let cand = self.plan(kind, p, math)?.candidates[i];
-            let ws = self.workspace(cand.workspace)?;
+            // A workspace that does not fit in memory now rules its candidate out.
+            let Ok(workspace) = self.workspace(cand.workspace) else {
+                continue;
+            };
+            let ws = self.address(&workspace);
             let h = self.handle;
             let stream = self.stream.clone();
             let plan = self.plan(kind, p, math)?;
@@ -704,6 +713,16 @@ impl Dnn {
         let plan = self.plan(kind, p, math)?;
         plan.tuned = true;
         timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Within timing noise of the fastest, the smallest workspace goes first.
+        if let Some(&(fastest, _)) = timed.first() {
+            let near = fastest * (1.0 + TIMING_NOISE.0) + TIMING_NOISE.1;
+            let thriftiest = (0..timed.len())
+                .filter(|&k| timed[k].0 <= near)
+                .min_by_key(|&k| plan.candidates[timed[k].1].workspace)
+                .unwrap_or(0);
+            let chosen = timed.remove(thriftiest);
+            timed.insert(0, chosen);
+        }
         let mut order: Vec<Candidate> = timed.iter().map(|&(_, i)| plan.candidates[i]).collect();
         for (i, c) in plan.candidates.iter().enumerate() {
             if !timed.iter().any(|&(_, j)| j == i) {
@@ -712,28 +731,7 @@ impl Dnn {
         }
         plan.candidates = order;
         plan.current = 0;
-        self.fit_workspace();
         Ok(())
-    }
-
-    /// Frees the workspace (the next call allocates what it needs).
-    pub(crate) fn release_workspace(&mut self) {
-        self.workspace = None;
-    }
-
-    /// Frees the workspace when it is larger than any plan's chosen algorithm needs (tuning
-    /// grows it to the hungriest candidate tried); the next call allocates what it needs.
-    fn fit_workspace(&mut self) {
-        let needed = self
-            .plans
-            .values()
-            .filter_map(|plan| plan.candidates.get(plan.current))
-            .map(|cand| cand.workspace)
-            .max()
-            .unwrap_or(0);
-        if self.workspace.as_ref().is_some_and(|w| w.len() > needed) {
-            self.workspace = None;
-        }
     }
 
     /// Runs convolution `kind` of `p`, overwriting the output (beta = 0).
@@ -846,7 +844,8 @@ impl Dnn {
                 }
                 (plan.candidates[plan.current], plan.candidates.len())
             };
-            let ws = self.workspace(cand.workspace)?;
+            let workspace = self.workspace(cand.workspace)?;
+            let ws = self.address(&workspace);
             let h = self.handle;
             let plan = self.plan(kind, p, math)?;
             plan.conv.set_math(cand.math)?;

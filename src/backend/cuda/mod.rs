@@ -375,13 +375,6 @@ impl CudaBackend {
             .map_err(|_| backend_error("the cuDNN handle's lock is poisoned"))
     }
 
-    /// Frees cuDNN's convolution workspace, which is otherwise kept (at the size the hungriest
-    /// chosen algorithm needs) for later calls; the next convolution allocates what it needs.
-    pub fn release_conv_workspace(&self) -> Result<()> {
-        self.dnn()?.release_workspace();
-        Ok(())
-    }
-
     /// Kernel `name` of `module`, compiled and loaded at first use.
     fn function(&self, module: Module, name: &'static str) -> Result<CudaFunction> {
         self.inner.kernels.function(&self.inner.ctx, module, name)

@@ -58,13 +58,14 @@ fn vec4(channels: usize) -> i32 {
 }
 
 impl CudaBackend {
-    /// Per-channel partial sums of `x` (mode 0) or of `dy` and `dy · (x − mean)` (mode 1),
-    /// `2 · channels · slabs` f64 values; returns them with the slab count.
+    /// Per-channel partial sums of `x` (mode 0) or of `dy` and `dy · (x − mean)` (mode 1, with
+    /// `dy` masked by the ReLU when `p.relu`), `2 · channels · slabs` f64 values; returns them
+    /// with the slab count.
     fn bn_partial(
         &self,
         p: &BatchNormParams,
         x: &CudaBuffer,
-        grad: Option<(&CudaBuffer, &CudaBuffer)>,
+        grad: Option<&Gradient>,
     ) -> Result<(cudarc::driver::CudaSlice<f64>, u64)> {
         let (per_slab, count) = slabs(p.rows, p.channels);
         let partial = self.scratch::<f64>(2 * p.channels * count)?;
@@ -74,19 +75,20 @@ impl CudaBackend {
             shared_mem_bytes: 0,
         };
         let xp = self.ptr(x);
-        let (dyp, meanp, mode) = match grad {
-            Some((dy, mean)) => (self.ptr(dy), self.ptr(mean), 1i32),
-            None => (0u64, 0u64, 0i32),
+        let (dyp, meanp, scalep, shiftp, mode) = match grad {
+            Some(g) => (g.dy, g.mean, g.scale, g.shift, 1i32),
+            None => (0u64, 0u64, 0u64, 0u64, 0i32),
         };
+        let relu = p.relu as i32;
         let (rows, channels) = (p.rows as u64, p.channels as u64);
         let (rows_per_slab, slabs) = (per_slab as u64, count as u64);
         let pp = self.slice_ptr(&partial);
         launch!(self, Module::Norm, "bn_partial", cfg;
-            xp, dyp, meanp, rows, channels, rows_per_slab, slabs, mode, pp)?;
+            xp, dyp, meanp, scalep, shiftp, relu, rows, channels, rows_per_slab, slabs, mode, pp)?;
         Ok((partial, slabs))
     }
 
-    /// `y = (x − mean) · scale + shift` per channel.
+    /// `y = (x − mean) · scale + shift` per channel, ReLU'd when `p.relu`.
     fn bn_apply(
         &self,
         p: &BatchNormParams,
@@ -100,10 +102,38 @@ impl CudaBackend {
         let v4 = vec4(p.channels);
         let cfg = grid(if v4 != 0 { len / 4 } else { len });
         let (xp, yp) = (self.ptr(x), self.ptr(y));
-        let (n, channels) = (len as u64, p.channels as u64);
+        let (relu, n, channels) = (p.relu as i32, len as u64, p.channels as u64);
         launch!(self, Module::Norm, "bn_apply", cfg;
-            xp, mean, scale, shift, n, channels, v4, yp)
+            xp, mean, scale, shift, relu, n, channels, v4, yp)
     }
+
+    /// The training output's scale `γ · invstd` per channel, from the saved invstd.
+    fn bn_train_scale(
+        &self,
+        p: &BatchNormParams,
+        gamma: &CudaBuffer,
+        save_invstd: &CudaBuffer,
+    ) -> Result<cudarc::driver::CudaSlice<f32>> {
+        let scale = self.scratch::<f32>(p.channels)?;
+        let (gp, ip, sp) = (
+            self.ptr(gamma),
+            self.ptr(save_invstd),
+            self.slice_ptr(&scale),
+        );
+        let channels = p.channels as u64;
+        launch!(self, Module::Norm, "bn_train_scale", grid(p.channels);
+            gp, ip, channels, sp)?;
+        Ok(scale)
+    }
+}
+
+/// Device addresses a backward kernel reads besides `x`: the output gradient, the saved mean,
+/// and the forward's scale and shift for the ReLU mask (0 without a ReLU).
+struct Gradient {
+    dy: u64,
+    mean: u64,
+    scale: u64,
+    shift: u64,
 }
 
 impl NormOps for CudaBackend {
@@ -157,6 +187,30 @@ impl NormOps for CudaBackend {
     }
 
     #[allow(clippy::too_many_arguments)]
+    fn batch_norm_apply(
+        &self,
+        p: &BatchNormParams,
+        x: &CudaBuffer,
+        gamma: &CudaBuffer,
+        beta: &CudaBuffer,
+        save_mean: &CudaBuffer,
+        save_invstd: &CudaBuffer,
+        y: &mut CudaBuffer,
+    ) -> Result<()> {
+        const OP: &str = "batch_norm_apply";
+        p.validate(OP)?;
+        let len = numel(OP, p)?;
+        check_len(OP, x, len)?;
+        check_len(OP, y, len)?;
+        for buf in [gamma, beta, save_mean, save_invstd] {
+            check_len(OP, buf, p.channels)?;
+        }
+        let scale = self.bn_train_scale(p, gamma, save_invstd)?;
+        let (mp, sp, bp) = (self.ptr(save_mean), self.slice_ptr(&scale), self.ptr(beta));
+        self.bn_apply(p, x, mp, sp, bp, y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_inference(
         &self,
         p: &BatchNormParams,
@@ -195,6 +249,7 @@ impl NormOps for CudaBackend {
         x: &CudaBuffer,
         dy: &CudaBuffer,
         gamma: &CudaBuffer,
+        beta: &CudaBuffer,
         save_mean: &CudaBuffer,
         save_invstd: &CudaBuffer,
         dx: &mut CudaBuffer,
@@ -207,10 +262,20 @@ impl NormOps for CudaBackend {
         check_len(OP, x, len)?;
         check_len(OP, dy, len)?;
         check_len(OP, dx, len)?;
-        for buf in [gamma, save_mean, save_invstd, &*dgamma, &*dbeta] {
+        for buf in [gamma, beta, save_mean, save_invstd, &*dgamma, &*dbeta] {
             check_len(OP, buf, p.channels)?;
         }
-        let (partial, slabs) = self.bn_partial(p, x, Some((dy, save_mean)))?;
+        let scale = match p.relu {
+            true => Some(self.bn_train_scale(p, gamma, save_invstd)?),
+            false => None,
+        };
+        let grad = Gradient {
+            dy: self.ptr(dy),
+            mean: self.ptr(save_mean),
+            scale: scale.as_ref().map_or(0, |s| self.slice_ptr(s)),
+            shift: if p.relu { self.ptr(beta) } else { 0 },
+        };
+        let (partial, slabs) = self.bn_partial(p, x, Some(&grad))?;
         let coef = self.scratch::<f32>(3 * p.channels)?;
         let pp = self.slice_ptr(&partial);
         let (gp, ip) = (self.ptr(gamma), self.ptr(save_invstd));
@@ -220,8 +285,10 @@ impl NormOps for CudaBackend {
             pp, slabs, gp, ip, rows, channels, dgp, dbp, cp)?;
         let v4 = vec4(p.channels);
         let cfg = grid(if v4 != 0 { len / 4 } else { len });
-        let (xp, dyp, mp, dxp) = (self.ptr(x), self.ptr(dy), self.ptr(save_mean), self.ptr(dx));
-        let n = len as u64;
-        launch!(self, Module::Norm, "bn_dx", cfg; xp, dyp, mp, cp, n, channels, v4, dxp)
+        let (xp, dxp) = (self.ptr(x), self.ptr(dx));
+        let (dyp, mp, sp, bp) = (grad.dy, grad.mean, grad.scale, grad.shift);
+        let (relu, n) = (p.relu as i32, len as u64);
+        launch!(self, Module::Norm, "bn_dx", cfg;
+            xp, dyp, mp, cp, sp, bp, relu, n, channels, v4, dxp)
     }
 }

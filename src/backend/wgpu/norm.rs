@@ -50,12 +50,13 @@ fn words(op: &'static str, p: &BatchNormParams) -> Result<Vec<u32>> {
         word(op, p.channels)?,
         p.eps.to_bits(),
         p.momentum.to_bits(),
+        p.relu as u32,
     ])
 }
 
 impl WgpuBackend {
     /// Records the partial kernel `entry` over the slabs of `p`'s rows, reading the rows ×
-    /// channels tensors `tensors` (windowed) and the per-channel vector `per_channel`; returns
+    /// channels tensors `tensors` (windowed) and the per-channel vectors `per_channel`; returns
     /// the partials (a pair per channel and slab) and the parameter words of the finishing
     /// kernel, which sums them with one workgroup per channel.
     fn partial_sums(
@@ -64,7 +65,7 @@ impl WgpuBackend {
         entry: &'static str,
         p: &BatchNormParams,
         tensors: &[&::wgpu::Buffer],
-        per_channel: &::wgpu::Buffer,
+        per_channel: &[&::wgpu::Buffer],
     ) -> Result<(::wgpu::Buffer, Vec<u32>)> {
         let c = p.channels;
         // A slab's window starts up to one alignment before its first row.
@@ -77,7 +78,7 @@ impl WgpuBackend {
         let span =
             move |u: Range<usize>| (u.start * s.rows).min(rows) * c..(u.end * s.rows).min(rows) * c;
         let mut inputs: Vec<Arg<'_>> = tensors.iter().map(|&t| Arg::map(t, &span)).collect();
-        inputs.push(Arg::whole(per_channel));
+        inputs.extend(per_channel.iter().map(|&v| Arg::whole(v)));
         let tiles = c.div_ceil(TILE);
         self.launch(
             op,
@@ -91,6 +92,37 @@ impl WgpuBackend {
             }),
         )?;
         Ok((partial, w))
+    }
+
+    /// Records `bn_apply`: `y = (x − mean)·γ·invstd + β` (ReLU'd when `p.relu`), with `[mean,
+    /// spread]` the saved mean and invstd, or with `inference` the running mean and variance.
+    #[allow(clippy::too_many_arguments)]
+    fn normalise(
+        &self,
+        op: &'static str,
+        p: &BatchNormParams,
+        x: &WgpuBuffer,
+        gamma: &WgpuBuffer,
+        beta: &WgpuBuffer,
+        [mean, spread]: [&WgpuBuffer; 2],
+        inference: bool,
+        y: &mut WgpuBuffer,
+    ) -> Result<()> {
+        let constants = [("INFERENCE", if inference { 1.0 } else { 0.0 })];
+        self.launch(
+            op,
+            Kernel::with(SHADER, "bn_apply", &constants),
+            &[
+                Arg::per(&x.buf, 1),
+                Arg::whole(&gamma.buf),
+                Arg::whole(&beta.buf),
+                Arg::whole(&mean.buf),
+                Arg::whole(&spread.buf),
+            ],
+            &[Arg::per(&y.buf, 1)],
+            &words(op, p)?,
+            &Work::threads("element", p.rows * p.channels, 1),
+        )
     }
 }
 
@@ -132,7 +164,7 @@ impl NormOps for WgpuBackend {
         // Every slab shifts by the channel's first value, copied out of x.
         let shift = self.scratch(OP, p.channels)?;
         self.copy_raw(&x.buf, &shift, p.channels);
-        let (partial, w) = self.partial_sums(OP, "bn_partial", p, &[&x.buf], &shift)?;
+        let (partial, w) = self.partial_sums(OP, "bn_partial", p, &[&x.buf], &[&shift])?;
         self.launch(
             OP,
             Kernel::new(SHADER, "bn_finish"),
@@ -146,21 +178,29 @@ impl NormOps for WgpuBackend {
             &w,
             &Work::groups("call", 1, p.channels),
         )?;
-        let constants = [("INFERENCE", 0.0)];
-        self.launch(
-            OP,
-            Kernel::with(SHADER, "bn_apply", &constants),
-            &[
-                Arg::per(&x.buf, 1),
-                Arg::whole(&gamma.buf),
-                Arg::whole(&beta.buf),
-                Arg::whole(&save_mean.buf),
-                Arg::whole(&save_invstd.buf),
-            ],
-            &[Arg::per(&y.buf, 1)],
-            &words(OP, p)?,
-            &Work::threads("element", len, 1),
-        )
+        self.normalise(OP, p, x, gamma, beta, [save_mean, save_invstd], false, y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_apply(
+        &self,
+        p: &BatchNormParams,
+        x: &WgpuBuffer,
+        gamma: &WgpuBuffer,
+        beta: &WgpuBuffer,
+        save_mean: &WgpuBuffer,
+        save_invstd: &WgpuBuffer,
+        y: &mut WgpuBuffer,
+    ) -> Result<()> {
+        const OP: &str = "batch_norm_apply";
+        p.validate(OP)?;
+        let len = product(OP, &[p.rows, p.channels])?;
+        check_len(OP, x, len)?;
+        check_len(OP, y, len)?;
+        for buf in [gamma, beta, save_mean, save_invstd] {
+            check_len(OP, buf, p.channels)?;
+        }
+        self.normalise(OP, p, x, gamma, beta, [save_mean, save_invstd], false, y)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -182,21 +222,7 @@ impl NormOps for WgpuBackend {
         for buf in [gamma, beta, running_mean, running_var] {
             check_len(OP, buf, p.channels)?;
         }
-        let constants = [("INFERENCE", 1.0)];
-        self.launch(
-            OP,
-            Kernel::with(SHADER, "bn_apply", &constants),
-            &[
-                Arg::per(&x.buf, 1),
-                Arg::whole(&gamma.buf),
-                Arg::whole(&beta.buf),
-                Arg::whole(&running_mean.buf),
-                Arg::whole(&running_var.buf),
-            ],
-            &[Arg::per(&y.buf, 1)],
-            &words(OP, p)?,
-            &Work::threads("element", len, 1),
-        )
+        self.normalise(OP, p, x, gamma, beta, [running_mean, running_var], true, y)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -206,6 +232,7 @@ impl NormOps for WgpuBackend {
         x: &WgpuBuffer,
         dy: &WgpuBuffer,
         gamma: &WgpuBuffer,
+        beta: &WgpuBuffer,
         save_mean: &WgpuBuffer,
         save_invstd: &WgpuBuffer,
         dx: &mut WgpuBuffer,
@@ -218,7 +245,7 @@ impl NormOps for WgpuBackend {
         check_len(OP, x, len)?;
         check_len(OP, dy, len)?;
         check_len(OP, dx, len)?;
-        for buf in [gamma, save_mean, save_invstd, &*dgamma, &*dbeta] {
+        for buf in [gamma, beta, save_mean, save_invstd, &*dgamma, &*dbeta] {
             check_len(OP, buf, p.channels)?;
         }
         let (partial, w) = self.partial_sums(
@@ -226,13 +253,22 @@ impl NormOps for WgpuBackend {
             "bn_backward_partial",
             p,
             &[&x.buf, &dy.buf],
-            &save_mean.buf,
+            &[&save_mean.buf, &gamma.buf, &save_invstd.buf, &beta.buf],
         )?;
+        let coef = self.scratch(OP, product(OP, &[3, p.channels])?)?;
         self.launch(
             OP,
             Kernel::new(SHADER, "bn_backward_finish"),
-            &[Arg::whole(&partial), Arg::whole(&save_invstd.buf)],
-            &[Arg::whole(&dgamma.buf), Arg::whole(&dbeta.buf)],
+            &[
+                Arg::whole(&partial),
+                Arg::whole(&save_invstd.buf),
+                Arg::whole(&gamma.buf),
+            ],
+            &[
+                Arg::whole(&dgamma.buf),
+                Arg::whole(&dbeta.buf),
+                Arg::whole(&coef),
+            ],
             &w,
             &Work::groups("call", 1, p.channels),
         )?;
@@ -242,11 +278,9 @@ impl NormOps for WgpuBackend {
             &[
                 Arg::per(&x.buf, 1),
                 Arg::per(&dy.buf, 1),
-                Arg::whole(&gamma.buf),
                 Arg::whole(&save_mean.buf),
-                Arg::whole(&save_invstd.buf),
-                Arg::whole(&dgamma.buf),
-                Arg::whole(&dbeta.buf),
+                Arg::whole(&coef),
+                Arg::whole(&beta.buf),
             ],
             &[Arg::per(&dx.buf, 1)],
             &words(OP, p)?,

@@ -7,10 +7,16 @@ use crate::tensor::{Shape, TensorDesc};
 
 /// Inputs `[x, gamma, beta]`; state `[running_mean, running_var]`. Training mode normalises with
 /// the batch statistics and updates the running ones; evaluation mode uses the running ones.
+/// With `relu` a ReLU follows in the same pass (and its gradient in batch norm's backward).
+///
+/// Backward reads `x` (and the saved statistics), never the output, and a training output can
+/// be recomputed from them in one pass: an executor keeping only some values stores `x` alone
+/// where a separate ReLU would have it store its output as well.
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
     pub eps: f32,
     pub momentum: f32,
+    pub relu: bool,
     pub running_mean: TensorId,
     pub running_var: TensorId,
 }
@@ -23,6 +29,7 @@ impl BatchNorm {
             channels,
             eps: self.eps,
             momentum: self.momentum,
+            relu: self.relu,
         }
     }
 }
@@ -57,13 +64,29 @@ impl<B: Backend> Op<B> for BatchNorm {
         vec![self.running_mean, self.running_var]
     }
 
-    /// `x` and `gamma` (the batch statistics are in the workspace); not `beta` or the output.
+    /// `x` and `gamma` (the batch statistics are in the workspace), and `beta` for the ReLU's
+    /// mask; not the output.
     fn backward_reads_input(&self, index: usize) -> bool {
-        index < 2
+        index < 2 || self.relu
     }
 
     fn backward_reads_output(&self) -> bool {
         false
+    }
+
+    fn recomputable(&self) -> bool {
+        true
+    }
+
+    /// The training output from `x` and the statistics saved in the workspace.
+    fn recompute(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
+        let p = self.params(cx.input_shapes[0]);
+        let [save_mean, save_invstd] = cx.workspace else {
+            return Err(Error::Graph("batch_norm: expected two workspaces".into()));
+        };
+        let [x, gamma, beta] = [cx.inputs[0], cx.inputs[1], cx.inputs[2]];
+        cx.backend
+            .batch_norm_apply(&p, x, gamma, beta, save_mean, save_invstd, cx.output)
     }
 
     fn forward(&self, cx: ForwardCtx<'_, B>) -> Result<()> {
@@ -121,7 +144,7 @@ impl<B: Backend> Op<B> for BatchNorm {
     fn backward(&self, cx: BackwardCtx<'_, B>) -> Result<()> {
         let p = self.params(cx.input_shapes[0]);
         let b = cx.backend;
-        let (x, gamma) = (cx.inputs[0], cx.inputs[1]);
+        let (x, gamma, beta) = (cx.inputs[0], cx.inputs[1], cx.inputs[2]);
         let x_shape = cx.input_shapes[0];
         let [save_mean, save_invstd] = cx.workspace else {
             return Err(Error::Graph("batch_norm: expected two workspaces".into()));
@@ -138,7 +161,7 @@ impl<B: Backend> Op<B> for BatchNorm {
                 &p,
                 x,
                 x_shape,
-                gamma,
+                [gamma, beta],
                 cx.state,
                 cx.grad_output,
                 [dx, dgamma, dbeta],
@@ -169,7 +192,7 @@ impl<B: Backend> Op<B> for BatchNorm {
                 x,
                 x_shape,
                 cx.grad_output,
-                gamma,
+                [gamma, beta],
                 save_mean,
                 save_invstd,
                 dx,
@@ -181,6 +204,7 @@ impl<B: Backend> Op<B> for BatchNorm {
                 x,
                 cx.grad_output,
                 gamma,
+                beta,
                 save_mean,
                 save_invstd,
                 dx,
@@ -192,14 +216,14 @@ impl<B: Backend> Op<B> for BatchNorm {
 }
 
 /// Evaluation mode is an affine map per channel, `y = (x − μ)·s·γ + β` with `s = 1/sqrt(σ² + eps)`:
-/// dx = dy·γ·s, dγ = Σ dy·(x − μ)·s, dβ = Σ dy.
+/// dx = dy·γ·s, dγ = Σ dy·(x − μ)·s, dβ = Σ dy (with a ReLU after it, dy masked where `y ≤ 0`).
 #[allow(clippy::too_many_arguments)]
 fn eval_backward<B: Backend>(
     b: &B,
     p: &BatchNormParams,
     x: &B::Buffer,
     x_shape: &Shape,
-    gamma: &B::Buffer,
+    [gamma, beta]: [&B::Buffer; 2],
     state: &[&B::Buffer],
     dy: &B::Buffer,
     [dx, dgamma, dbeta]: [Option<&mut B::Buffer>; 3],
@@ -212,6 +236,17 @@ fn eval_backward<B: Backend>(
     let c = Shape::new([p.channels]);
     let channel = TensorDesc::f32(c.clone());
     let full = TensorDesc::f32(x_shape.clone());
+    let mut masked = None;
+    if p.relu {
+        // The ReLU's gradient: dy where the normalised value (before the ReLU) is positive.
+        let affine = BatchNormParams { relu: false, ..*p };
+        let mut y = b.alloc(&full)?;
+        b.batch_norm_inference(&affine, x, gamma, beta, running_mean, running_var, &mut y)?;
+        let mut g = b.alloc(&full)?;
+        b.unary_backward(UnaryOp::Relu, &y, dy, &mut g)?;
+        masked = Some(g);
+    }
+    let dy = masked.as_ref().unwrap_or(dy);
     // s = 1 / sqrt(var + eps)
     let mut t = b.alloc(&channel)?;
     let mut s = b.alloc(&channel)?;

@@ -101,11 +101,12 @@ pub(super) fn forward<B: Backend>(
     collective.all_reduce(b, Reduction::Mean, &mut [&mut var_eps])?;
     collective.wait(b)?;
     let var = ch.affine(&var_eps, 1.0, -p.eps)?;
-    b.batch_norm_inference(p, x, gamma, beta, &mean, &var, y)?;
     b.copy(&mean, save_mean)?;
     let mut std = ch.alloc()?;
     b.unary(UnaryOp::Sqrt, &var_eps, &mut std)?;
     b.copy(&ch.reciprocal(&std)?, save_invstd)?;
+    // From the saved statistics, as backward and a recompute see them.
+    b.batch_norm_apply(p, x, gamma, beta, save_mean, save_invstd, y)?;
     // running += momentum · (statistic − running)
     let rows = (p.rows * collective.world_size()) as f32;
     let unbiased = ch.affine(&var, rows / (rows - 1.0).max(1.0), 0.0)?;
@@ -128,14 +129,25 @@ pub(super) fn backward<B: Backend>(
     x: &B::Buffer,
     x_shape: &Shape,
     dy: &B::Buffer,
-    gamma: &B::Buffer,
+    [gamma, beta]: [&B::Buffer; 2],
     save_mean: &B::Buffer,
     save_invstd: &B::Buffer,
     dx: &mut B::Buffer,
     dgamma: &mut B::Buffer,
     dbeta: &mut B::Buffer,
 ) -> Result<()> {
-    b.batch_norm_backward(p, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta)?;
+    b.batch_norm_backward(
+        p,
+        x,
+        dy,
+        gamma,
+        beta,
+        save_mean,
+        save_invstd,
+        dx,
+        dgamma,
+        dbeta,
+    )?;
     let ch = Channels {
         b,
         shape: Shape::new([p.channels]),
