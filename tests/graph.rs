@@ -569,4 +569,15 @@ fn batch_norm_relu_recomputes_its_output_instead_of_keeping_it() {
         lean_bytes + tensor <= separate_lean_bytes,
         "fused: {lean_bytes} bytes, separate: {separate_lean_bytes} (a block's tensor: {tensor})"
     );
+
+    // In evaluation mode (running statistics) the fused backward masks the same way.
+    let eval_grads = |fused: bool| {
+        let (g, x, loss) = conv_bn_relu_chain(fused);
+        let mut exec = Executor::new(CpuBackend::new(), g, 4).unwrap();
+        exec.forward(&[(x, &image)], Mode::Eval).unwrap();
+        exec.backward(loss).unwrap();
+        let id = exec.graph().tensor_id("c0.weight").unwrap();
+        exec.tensor_grad(id).unwrap()
+    };
+    assert_eq!(eval_grads(true), eval_grads(false));
 }
