@@ -37,7 +37,9 @@ struct Net<B: Backend> {
     loss: NodeId,
 }
 
-/// A base-4 U-Net: batch norm after every convolution.
+/// A base-4 U-Net: batch norm after every convolution. Its executor keeps only the loss, as the
+/// trainer's does, so backward recomputes batch norm's outputs from the saved (with
+/// synchronised batch norm, the combined) statistics.
 fn unet<B: Backend>(backend: B, batch: usize, seed: u64) -> Net<B> {
     let mut g = Graph::<B>::new();
     let cfg = UNetConfig {
@@ -50,8 +52,10 @@ fn unet<B: Backend>(backend: B, batch: usize, seed: u64) -> Net<B> {
     let labels = g.input("labels", [batch, SIZE, SIZE]).unwrap();
     let loss =
         loss::cross_entropy(&mut g, net.logits, labels, &CrossEntropyConfig::default()).unwrap();
+    let mut exec = Executor::new(backend, g, seed).unwrap();
+    exec.keep_only(&[loss]).unwrap();
     Net {
-        exec: Executor::new(backend, g, seed).unwrap(),
+        exec,
         image: net.image,
         labels,
         loss,
