@@ -98,10 +98,13 @@ fn training_step_profile_names_the_ops_and_adds_up() {
             .find(|r| r.op == op && r.pass == pass)
             .map_or(0, |r| r.calls)
     };
-    // The U-Net has 19 convolutions and 18 batch norms; two profiled steps.
+    // The U-Net has 19 convolutions and 18 batch norms (each with its ReLU, whose output the
+    // next op's backward reads and gets recomputed); two profiled steps.
     assert_eq!(calls("conv2d", Pass::Forward), 2 * 19);
     assert_eq!(calls("conv2d", Pass::Backward), 2 * 19);
     assert_eq!(calls("batch_norm", Pass::Backward), 2 * 18);
+    assert_eq!(calls("batch_norm", Pass::Recompute), 2 * 18);
+    assert_eq!(calls("relu", Pass::Forward), 0);
     assert_eq!(calls("optimizer", Pass::Update), 2);
     assert!(
         rows.windows(2).all(|w| w[0].seconds >= w[1].seconds),

@@ -438,7 +438,6 @@ impl<B: Backend> Executor<B> {
                     }
                 });
             }
-            let started = start_timing(&self.backend, &self.profile)?;
             // Values this backward reads that the forward left to be recomputed.
             let reads = inputs
                 .iter()
@@ -447,7 +446,11 @@ impl<B: Backend> Executor<B> {
                 .map(|(_, i)| i.index)
                 .chain(op.backward_reads_output().then_some(index));
             for v in reads {
+                let NodeKind::Op { op: producer, .. } = &nodes[v].kind else {
+                    continue;
+                };
                 if self.recomputed[v] && plan.values[v].is_none() {
+                    let started = start_timing(&self.backend, &self.profile)?;
                     let run = NodeRun {
                         index: v,
                         mode: self.mode,
@@ -455,8 +458,17 @@ impl<B: Backend> Executor<B> {
                         recompute: true,
                     };
                     run.run(&self.backend, &self.graph, plan, &mut self.tensors, None)?;
+                    let name = producer.name();
+                    stop_timing(
+                        &self.backend,
+                        &mut self.profile,
+                        started,
+                        name,
+                        Pass::Recompute,
+                    )?;
                 }
             }
+            let started = start_timing(&self.backend, &self.profile)?;
             let grad_output = plan.grads[index]
                 .take()
                 .expect("a node with a gradient has a buffer");

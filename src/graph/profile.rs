@@ -9,6 +9,8 @@ use std::time::Duration;
 pub enum Pass {
     Forward,
     Backward,
+    /// Outputs recomputed for a backward that reads them ([`crate::graph::Op::recompute`]).
+    Recompute,
     /// The optimiser's parameter update (recorded by its caller).
     Update,
 }
@@ -18,6 +20,7 @@ impl Pass {
         match self {
             Pass::Forward => "forward",
             Pass::Backward => "backward",
+            Pass::Recompute => "recompute",
             Pass::Update => "update",
         }
     }

@@ -6,7 +6,8 @@
 //! copies (`cudnnTransformTensor`) when that times faster at its first use. Algorithms come from cuDNN's heuristics
 //! (`cudnnGetConvolution*Algorithm_v7`); all are timed on the first call of each shape
 //! and ordered fastest first (as PyTorch's `cudnn.benchmark` does), except that the one with the
-//! smallest workspace among those within timing noise of the fastest goes first. Workspaces
+//! smallest workspace among those within timing noise of the fastest goes first where that saves
+//! a sizeable workspace. Workspaces
 //! are allocated for each call from the stream's memory pool and freed after it in stream
 //! order, so memory holds only the running call's (as PyTorch's caching allocator does). In
 //! strict fp32 mode the
@@ -30,8 +31,12 @@ use crate::error::Result;
 const MAX_WORKSPACE: usize = 4 << 30;
 
 /// Candidates this much slower than the fastest (relative, and absolute milliseconds) count as
-/// equally fast: among those, the smallest workspace wins.
+/// equally fast: among those, the smallest workspace wins, where it saves at least
+/// [`WORKSPACE_WORTH_SAVING`] bytes.
 const TIMING_NOISE: (f32, f32) = (0.02, 0.002);
+
+/// Less than this saved is not worth a candidate that timed slower.
+const WORKSPACE_WORTH_SAVING: usize = 16 << 20;
 
 /// What arithmetic a convolution may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -713,15 +718,19 @@ impl Dnn {
         let plan = self.plan(kind, p, math)?;
         plan.tuned = true;
         timed.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // Within timing noise of the fastest, the smallest workspace goes first.
-        if let Some(&(fastest, _)) = timed.first() {
+        // Within timing noise of the fastest, a much smaller workspace goes first.
+        if let Some(&(fastest, first)) = timed.first() {
             let near = fastest * (1.0 + TIMING_NOISE.0) + TIMING_NOISE.1;
+            let workspace = |k: usize| plan.candidates[timed[k].1].workspace;
             let thriftiest = (0..timed.len())
                 .filter(|&k| timed[k].0 <= near)
-                .min_by_key(|&k| plan.candidates[timed[k].1].workspace)
+                .min_by_key(|&k| workspace(k))
                 .unwrap_or(0);
-            let chosen = timed.remove(thriftiest);
-            timed.insert(0, chosen);
+            let fastest_workspace = plan.candidates[first].workspace;
+            if fastest_workspace - workspace(thriftiest) >= WORKSPACE_WORTH_SAVING {
+                let chosen = timed.remove(thriftiest);
+                timed.insert(0, chosen);
+            }
         }
         let mut order: Vec<Candidate> = timed.iter().map(|&(_, i)| plan.candidates[i]).collect();
         for (i, c) in plan.candidates.iter().enumerate() {
