@@ -77,6 +77,77 @@ fn normalise(x: &[f32], mean: &[f32], scale: &[f32], shift: &[f32], relu: bool, 
     });
 }
 
+/// What backward reads: `x`, the output gradient, and per channel the saved mean and the
+/// forward's scale and shift (for the ReLU's mask).
+struct Gradients<'a> {
+    x: &'a [f32],
+    dy: &'a [f32],
+    mean: &'a [f32],
+    scale: &'a [f32],
+    shift: &'a [f32],
+}
+
+/// `dx = a · (dy − b − (x − mean) · k)` per channel.
+struct Coefficients {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    k: Vec<f32>,
+}
+
+/// The gradient reaching the normalisation: `dy`, or with a ReLU after it (`RELU`) `dy` where
+/// the forward's output `(x − mean)·scale + shift` was positive. A const parameter, so that the
+/// loops without a ReLU carry no test.
+#[inline(always)]
+fn through_relu<const RELU: bool>(dy: f32, x: f32, mean: f32, scale: f32, shift: f32) -> f32 {
+    if RELU && (x - mean) * scale + shift <= 0.0 {
+        0.0
+    } else {
+        dy
+    }
+}
+
+impl Gradients<'_> {
+    /// Σ dy and Σ dy·(x − mean) per channel over `rows` rows.
+    fn sums<const RELU: bool>(&self, rows: usize) -> Vec<f64> {
+        let c = self.mean.len();
+        sum_rows(rows, c, 2 * c, |block, acc| {
+            let (s, t) = acc.split_at_mut(c);
+            for r in block {
+                let (xr, gr) = (&self.x[r * c..(r + 1) * c], &self.dy[r * c..(r + 1) * c]);
+                let coef = self.mean.iter().zip(self.scale).zip(self.shift);
+                let terms = xr.iter().zip(gr).zip(coef);
+                for ((s, t), ((&v, &g), ((&m, &a), &b))) in
+                    s.iter_mut().zip(t.iter_mut()).zip(terms)
+                {
+                    let g = through_relu::<RELU>(g, v, m, a, b) as f64;
+                    *s += g;
+                    *t += g * (v - m) as f64;
+                }
+            }
+        })
+    }
+
+    /// `dx` from the per-channel coefficients, in parallel over row blocks.
+    fn dx<const RELU: bool>(&self, coef: &Coefficients, dx: &mut [f32]) {
+        let c = self.mean.len();
+        let block = rows_per_block(c);
+        for_each_chunk_mut(dx, block * c, |i, dxc| {
+            let span = i * block * c..i * block * c + dxc.len();
+            let rows = self.x[span.clone()]
+                .chunks_exact(c)
+                .zip(self.dy[span].chunks_exact(c));
+            for ((xr, gr), dr) in rows.zip(dxc.chunks_exact_mut(c)) {
+                let forward = self.mean.iter().zip(self.scale).zip(self.shift);
+                let backward = coef.a.iter().zip(&coef.b).zip(&coef.k);
+                let terms = xr.iter().zip(gr).zip(forward.zip(backward));
+                for (o, ((&v, &g), (((&m, &s), &h), ((&a, &b), &k)))) in dr.iter_mut().zip(terms) {
+                    *o = a * (through_relu::<RELU>(g, v, m, s, h) - b - (v - m) * k);
+                }
+            }
+        });
+    }
+}
+
 impl NormOps for CpuBackend {
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_train(
@@ -228,64 +299,41 @@ impl NormOps for CpuBackend {
         for buf in [gamma, beta, save_mean, save_invstd, &*dgamma, &*dbeta] {
             check_len(OP, buf, c)?;
         }
-        let (x, dy, mean, invstd) = (&x.0[..], &dy.0[..], &save_mean.0[..], &save_invstd.0[..]);
-        // The gradient reaching the normalisation: dy, or with a ReLU after it dy where the
-        // forward's output was positive.
-        let scale = train_scale(&gamma.0, invstd);
-        let shift = &beta.0[..];
-        let masked = |g: f32, v: f32, j: usize| {
-            if p.relu && (v - mean[j]) * scale[j] + shift[j] <= 0.0 {
-                0.0
-            } else {
-                g
-            }
+        let invstd = &save_invstd.0[..];
+        let grads = Gradients {
+            x: &x.0,
+            dy: &dy.0,
+            mean: &save_mean.0,
+            scale: &train_scale(&gamma.0, invstd),
+            shift: &beta.0,
         };
-
-        // Σ dy and Σ dy·(x − mean) per channel.
-        let sums = sum_rows(n, c, 2 * c, |rows, acc| {
-            let (s, t) = acc.split_at_mut(c);
-            for r in rows {
-                let (xr, gr) = (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c]);
-                let terms = xr.iter().zip(gr).zip(mean).enumerate();
-                for ((s, t), (j, ((&v, &g), &m))) in s.iter_mut().zip(t.iter_mut()).zip(terms) {
-                    let g = masked(g, v, j) as f64;
-                    *s += g;
-                    *t += g * (v - m) as f64;
-                }
-            }
-        });
+        let sums = match p.relu {
+            true => grads.sums::<true>(n),
+            false => grads.sums::<false>(n),
+        };
 
         // dx = γ·invstd · (dy − dβ/N − x̂ · dγ/N), with x̂ = (x − mean)·invstd, written as
         // a · (dy − b − (x − mean) · k) per channel.
         let nf = n as f64;
-        let mut a = vec![0.0f32; c];
-        let mut b = vec![0.0f32; c];
-        let mut k = vec![0.0f32; c];
+        let mut coef = Coefficients {
+            a: vec![0.0f32; c],
+            b: vec![0.0f32; c],
+            k: vec![0.0f32; c],
+        };
         for j in 0..c {
             let is = invstd[j] as f64;
             let db = sums[j];
             let dg = sums[c + j] * is;
             dbeta.0[j] = db as f32;
             dgamma.0[j] = dg as f32;
-            a[j] = (gamma.0[j] as f64 * is) as f32;
-            b[j] = (db / nf) as f32;
-            k[j] = (dg * is / nf) as f32;
+            coef.a[j] = (gamma.0[j] as f64 * is) as f32;
+            coef.b[j] = (db / nf) as f32;
+            coef.k[j] = (dg * is / nf) as f32;
         }
-        let block = rows_per_block(c);
-        for_each_chunk_mut(&mut dx.0, block * c, |i, dxc| {
-            let start = i * block * c;
-            let rows = x[start..start + dxc.len()]
-                .chunks_exact(c)
-                .zip(dy[start..start + dxc.len()].chunks_exact(c));
-            for ((xr, gr), dr) in rows.zip(dxc.chunks_exact_mut(c)) {
-                let coef = a.iter().zip(&b).zip(k.iter().zip(mean)).enumerate();
-                for ((o, (&v, &g)), (j, ((&a, &b), (&k, &m)))) in
-                    dr.iter_mut().zip(xr.iter().zip(gr)).zip(coef)
-                {
-                    *o = a * (masked(g, v, j) - b - (v - m) * k);
-                }
-            }
-        });
+        match p.relu {
+            true => grads.dx::<true>(&coef, &mut dx.0),
+            false => grads.dx::<false>(&coef, &mut dx.0),
+        }
         Ok(())
     }
 }
