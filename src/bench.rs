@@ -386,16 +386,49 @@ impl<B: Backend> Runner<B> {
     }
 }
 
-/// Where the time of a training step goes at `batch` in `precision`: `cfg.warmup` steps, then
-/// `cfg.repeats` steps with every op timed with the backend synchronised around it (see
-/// [`Executor::set_profiling`]); the optimiser's update is the op `optimizer` of pass `update`.
-/// Times are totals over the profiled steps.
+/// Where the time and the memory of a training step go (see [`profile_training_step`]).
+#[derive(Debug, Clone)]
+pub struct StepProfile {
+    /// Op times, totals over the profiled steps; the optimiser's update is the op `optimizer`
+    /// of pass `update`.
+    pub ops: Profile,
+    /// Device memory, where the backend reports it.
+    pub memory: Option<StepMemory>,
+}
+
+/// Device memory of the profiled training steps, in bytes above what was in use before the
+/// network was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepMemory {
+    /// The highest in use during the profiled steps.
+    pub peak: u64,
+    /// In use between steps: parameters, gradients, optimiser state and the plan's buffers.
+    pub between_steps: u64,
+    /// The executor plan's buffers (values, gradients, temporaries; [`Executor::plan_bytes`]).
+    pub plan: u64,
+}
+
+impl StepMemory {
+    /// Parameters, their gradients and the optimiser's state.
+    pub fn tensors(&self) -> u64 {
+        self.between_steps.saturating_sub(self.plan)
+    }
+
+    /// Allocated within a step beyond what stays between steps: workspaces and per-call scratch.
+    pub fn within_step(&self) -> u64 {
+        self.peak.saturating_sub(self.between_steps)
+    }
+}
+
+/// Where the time and memory of a training step go at `batch` in `precision`: `cfg.warmup`
+/// steps, then `cfg.repeats` steps with every op timed with the backend synchronised around it
+/// (see [`Executor::set_profiling`]).
 pub fn profile_training_step<B: PrecisionControl>(
     backend: &B,
     cfg: &BenchConfig,
     batch: usize,
     precision: Precision,
-) -> Result<Profile> {
+) -> Result<StepProfile> {
     cfg.validate()?;
     if !backend.allow_tf32(precision == Precision::Tf32)? && precision == Precision::Tf32 {
         return Err(Error::invalid(
@@ -403,10 +436,15 @@ pub fn profile_training_step<B: PrecisionControl>(
             format!("the {} backend has no TF32 mode", backend.name()),
         ));
     }
+    backend.sync()?;
+    let before = backend.memory_in_use();
     let mut runner = Runner::new(backend, cfg, batch)?;
     for _ in 0..cfg.warmup {
         runner.step(Part::Train)?;
     }
+    backend.sync()?;
+    let between_steps = backend.memory_in_use();
+    backend.reset_memory_peak();
     runner.exec.set_profiling(true);
     let mut update = std::time::Duration::ZERO;
     for _ in 0..cfg.repeats {
@@ -424,10 +462,18 @@ pub fn profile_training_step<B: PrecisionControl>(
         backend.sync()?;
         update += start.elapsed();
     }
-    let mut profile = runner.exec.take_profile();
-    profile.add("optimizer", Pass::Update, cfg.repeats as u64, update);
+    let mut ops = runner.exec.take_profile();
+    ops.add("optimizer", Pass::Update, cfg.repeats as u64, update);
+    let memory = match (before, between_steps, backend.memory_peak()) {
+        (Some(before), Some(between), Some(peak)) => Some(StepMemory {
+            peak: peak.saturating_sub(before),
+            between_steps: between.saturating_sub(before),
+            plan: runner.exec.plan_bytes(),
+        }),
+        _ => None,
+    };
     backend.allow_tf32(false)?;
-    Ok(profile)
+    Ok(StepProfile { ops, memory })
 }
 
 /// Median of the timed steps (ms) and the highest device memory in use during them.

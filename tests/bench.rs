@@ -82,6 +82,18 @@ fn paper_network_counts() {
 }
 
 #[test]
+fn step_memory_splits_the_peak() {
+    let mib = 1 << 20;
+    let m = bench::StepMemory {
+        peak: 100 * mib,
+        between_steps: 70 * mib,
+        plan: 50 * mib,
+    };
+    assert_eq!(m.tensors(), 20 * mib);
+    assert_eq!(m.within_step(), 30 * mib);
+}
+
+#[test]
 fn training_step_profile_names_the_ops_and_adds_up() {
     let cfg = BenchConfig {
         size: 32,
@@ -90,8 +102,11 @@ fn training_step_profile_names_the_ops_and_adds_up() {
         repeats: 2,
         ..BenchConfig::default()
     };
-    let profile = bench::profile_training_step(&CpuBackend::new(), &cfg, 2, Precision::Fp32)
+    let step = bench::profile_training_step(&CpuBackend::new(), &cfg, 2, Precision::Fp32)
         .expect("profile runs");
+    // The CPU backend does not count its memory.
+    assert_eq!(step.memory, None);
+    let profile = step.ops;
     let rows = profile.rows();
     let calls = |op: &str, pass: Pass| {
         rows.iter()

@@ -108,7 +108,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()> {
     for &batch in &cfg.batches {
         for &precision in &cfg.precisions {
-            let profile = bench::profile_training_step(backend, cfg, batch, precision)?;
+            let step = bench::profile_training_step(backend, cfg, batch, precision)?;
+            let profile = step.ops;
             let steps = cfg.repeats as f64;
             let total = profile.total_seconds();
             println!(
@@ -133,6 +134,17 @@ fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()>
                     row.calls as f64 / steps,
                     row.seconds / steps * 1e3,
                     100.0 * row.seconds / total.max(1e-12)
+                );
+            }
+            if let Some(m) = step.memory {
+                let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
+                println!(
+                    "memory, MiB: peak {:.0} = {:.0} between steps ({:.0} the executor's plan,                      {:.0} parameters, gradients and optimiser state) + {:.0} within a step                      (workspaces, per-call scratch)",
+                    mib(m.peak),
+                    mib(m.between_steps),
+                    mib(m.plan),
+                    mib(m.tensors()),
+                    mib(m.within_step())
                 );
             }
         }
