@@ -88,9 +88,9 @@ U-Net base {any_row.get('base', '?')}, {any_row.get('size', '?')}×{any_row.get(
 backward, Adam; inference = eval-mode forward. Median step time after warm-up, the device
 synchronised around each step; both copy the batch from host memory each step. fp32 = strict
 fp32 (TF32 off), tf32 = TF32 allowed in convolutions and matrix products; PyTorch runs
-channels_last with cudnn.benchmark. Peak memory: magnet, device memory in use after a step less
-that before the network was built (driver view: includes cuDNN workspaces and loaded kernels);
-PyTorch, torch.cuda.max_memory_allocated less that before the model was built.
+channels_last with cudnn.benchmark. Peak memory of the timed steps, less what was in use before
+the network was built: magnet, the CUDA memory pool's high watermark (workspaces and per-call
+scratch included); PyTorch, torch.cuda.max_memory_allocated, reset after the warm-up.
 
 - Date: {now}
 - Machine: {gpu or 'unknown GPU'}; {platform.node()} ({platform.platform()})
