@@ -31,20 +31,6 @@ use crate::error::Result;
 /// Workspaces above this size are not considered (the next candidate is used instead).
 const MAX_WORKSPACE: usize = 4 << 30;
 
-/// A convolution's workspace may take up to its largest tensor operand (input or output) divided
-/// by this, so that with the NCHW copies of strict fp32 a call's scratch stays below about twice
-/// the data it works on. Without a bound the fastest strict-fp32 algorithms (FFT, Winograd)
-/// took several times their operands, and the U-Net's peak memory at inference exceeded
-/// PyTorch's by half.
-const OPERAND_PER_WORKSPACE: usize = 2;
-
-/// The workspace bound of [`OPERAND_PER_WORKSPACE`] for `p`, in bytes.
-fn workspace_bound(p: &Conv2dParams) -> usize {
-    let x = p.batch * p.in_channels * p.in_h * p.in_w;
-    let y = p.batch * p.out_channels * p.out_h() * p.out_w();
-    (x.max(y) * std::mem::size_of::<f32>() / OPERAND_PER_WORKSPACE).min(MAX_WORKSPACE)
-}
-
 /// Candidates this much slower than the fastest (relative, and absolute milliseconds) count as
 /// equally fast: among those, the smallest workspace wins, where it saves at least
 /// [`WORKSPACE_WORTH_SAVING`] bytes; and NHWC in place wins over NCHW copies.
@@ -628,9 +614,6 @@ impl Dnn {
         status("cudnnGetConvolution*Algorithm_v7", s)?;
 
         let mut candidates = Vec::new();
-        // Used only when no candidate fits the bound: the one with the smallest workspace.
-        let mut thriftiest: Option<Candidate> = None;
-        let bound = workspace_bound(p);
         for r in &perf[..(returned.max(0) as usize).min(MAX_ALGOS)] {
             if r.status != sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS as u32 {
                 continue;
@@ -653,21 +636,13 @@ impl Dnn {
             let Ok(workspace) = workspace_size(h, kind, &x, &w, &conv, &y, r.algo) else {
                 continue;
             };
-            let candidate = Candidate {
-                algo: r.algo,
-                math,
-                workspace,
-            };
-            if workspace <= bound {
-                candidates.push(candidate);
-            } else if workspace <= MAX_WORKSPACE
-                && thriftiest.is_none_or(|t| workspace < t.workspace)
-            {
-                thriftiest = Some(candidate);
+            if workspace <= MAX_WORKSPACE {
+                candidates.push(Candidate {
+                    algo: r.algo,
+                    math,
+                    workspace,
+                });
             }
-        }
-        if candidates.is_empty() {
-            candidates.extend(thriftiest);
         }
         if candidates.is_empty() {
             return Err(backend_error(format!(
