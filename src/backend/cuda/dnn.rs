@@ -7,8 +7,7 @@
 //! (`cudnnGetConvolution*Algorithm_v7`); all are timed on the first call of each shape
 //! and ordered fastest first (as PyTorch's `cudnn.benchmark` does), except that the one with the
 //! smallest workspace among those within timing noise of the fastest goes first where that saves
-//! a sizeable workspace, and candidates whose workspace exceeds half the largest operand are
-//! left out (see [`OPERAND_PER_WORKSPACE`]). Workspaces
+//! a sizeable workspace. Workspaces
 //! are allocated for each call from the stream's memory pool and freed after it in stream
 //! order, so memory holds only the running call's (as PyTorch's caching allocator does). In
 //! strict fp32 mode the
