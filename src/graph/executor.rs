@@ -8,7 +8,7 @@ use crate::backend::rng::hash32;
 use crate::backend::Backend;
 use crate::dist::Collective;
 use crate::error::{Error, Result};
-use crate::graph::op::{BackwardCtx, ForwardCtx, Mode};
+use crate::graph::op::{BackwardCtx, ForwardCtx, Mode, Op};
 use crate::graph::pool::{BufferPool, Use};
 use crate::graph::profile::{Pass, Profile};
 use crate::graph::{Graph, NodeId, NodeKind, TensorId, TensorSpec};
@@ -126,7 +126,8 @@ impl<B: Backend> Executor<B> {
         }
         let needs_grad = needs_grad(&graph);
         let final_after = final_after(&graph);
-        let read_by_backward = read_by_backward(&graph, &needs_grad);
+        let last_reader = last_backward_reader(&graph, &needs_grad);
+        let read_by_backward: Vec<bool> = last_reader.iter().map(Option::is_some).collect();
         let recomputed = graph
             .nodes
             .iter()
@@ -138,7 +139,12 @@ impl<B: Backend> Executor<B> {
                 _ => false,
             })
             .collect();
-        let last_read_by = last_read_by(&graph, &needs_grad);
+        let mut last_read_by = vec![Vec::new(); graph.nodes.len()];
+        for (v, reader) in last_reader.into_iter().enumerate() {
+            if let Some(reader) = reader {
+                last_read_by[reader].push(v);
+            }
+        }
         let released = backend.alloc(&TensorDesc::f32([0]))?;
         Ok(Executor {
             backend,
@@ -439,13 +445,7 @@ impl<B: Backend> Executor<B> {
                 });
             }
             // Values this backward reads that the forward left to be recomputed.
-            let reads = inputs
-                .iter()
-                .enumerate()
-                .filter(|&(k, _)| op.backward_reads_input(k))
-                .map(|(_, i)| i.index)
-                .chain(op.backward_reads_output().then_some(index));
-            for v in reads {
+            for v in backward_reads(op.as_ref(), index, inputs) {
                 let NodeKind::Op { op: producer, .. } = &nodes[v].kind else {
                     continue;
                 };
@@ -859,47 +859,34 @@ fn release_schedule<B: Backend>(
     schedule
 }
 
-/// Which nodes' values some op's backward may read: an op's inputs and output as it declares
-/// ([`Op::backward_reads_input`], [`Op::backward_reads_output`]), for ops whose backward can run
-/// (those that depend on something taking a gradient).
-fn read_by_backward<B: Backend>(graph: &Graph<B>, needs_grad: &[bool]) -> Vec<bool> {
-    let mut read = vec![false; graph.nodes.len()];
-    for (index, node) in graph.nodes.iter().enumerate() {
-        if let (NodeKind::Op { op, inputs }, true) = (&node.kind, needs_grad[index]) {
-            read[index] |= op.backward_reads_output();
-            for (k, input) in inputs.iter().enumerate() {
-                read[input.index] |= op.backward_reads_input(k);
-            }
-        }
-    }
-    read
+/// The values an op's backward reads, as it declares ([`Op::backward_reads_input`],
+/// [`Op::backward_reads_output`]): some of its inputs, and its own output (node `index`).
+fn backward_reads<'a, B: Backend>(
+    op: &'a dyn Op<B>,
+    index: usize,
+    inputs: &'a [NodeId],
+) -> impl Iterator<Item = usize> + 'a {
+    inputs
+        .iter()
+        .enumerate()
+        .filter(|&(k, _)| op.backward_reads_input(k))
+        .map(|(_, i)| i.index)
+        .chain(op.backward_reads_output().then_some(index))
 }
 
-/// For each node, the values it is the last backward to read ([`Op::backward_reads_input`],
-/// [`Op::backward_reads_output`]): backward runs from the last node to the first, so the
-/// earliest reader of a value reads it last.
-fn last_read_by<B: Backend>(graph: &Graph<B>, needs_grad: &[bool]) -> Vec<Vec<usize>> {
-    let n = graph.nodes.len();
-    let mut last = vec![None; n];
+/// For each node, the last backward to read its value, if any may: of the ops whose backward
+/// can run (those that depend on something taking a gradient), the earliest reader, since
+/// backward runs from the last node to the first.
+fn last_backward_reader<B: Backend>(graph: &Graph<B>, needs_grad: &[bool]) -> Vec<Option<usize>> {
+    let mut last = vec![None; graph.nodes.len()];
     for (index, node) in graph.nodes.iter().enumerate() {
         if let (NodeKind::Op { op, inputs }, true) = (&node.kind, needs_grad[index]) {
-            let inputs_read = inputs
-                .iter()
-                .enumerate()
-                .filter(|&(k, _)| op.backward_reads_input(k))
-                .map(|(_, i)| i.index);
-            for v in inputs_read.chain(op.backward_reads_output().then_some(index)) {
+            for v in backward_reads(op.as_ref(), index, inputs) {
                 last[v].get_or_insert(index);
             }
         }
     }
-    let mut by = vec![Vec::new(); n];
-    for (v, reader) in last.into_iter().enumerate() {
-        if let Some(reader) = reader {
-            by[reader].push(v);
-        }
-    }
-    by
+    last
 }
 
 /// One run of a node's op into a buffer from the plan's pool, kept as the node's value: its
