@@ -184,13 +184,22 @@ impl BenchConfig {
     }
 }
 
-/// Backends whose convolutions and matrix products can run in TF32.
+/// How a backend's convolutions and matrix products compute: TF32 or strict fp32, and what
+/// strict-fp32 convolutions may allocate.
 pub trait PrecisionControl: Backend {
     /// Allows or forbids TF32 arithmetic; `Ok(false)` when the backend has no TF32 mode (the
     /// default), in which case [`Precision::Tf32`] is reported as not applicable.
     fn allow_tf32(&self, allow: bool) -> Result<bool> {
         let _ = allow;
         Ok(false)
+    }
+
+    /// Limits the scratch memory of a strict-fp32 convolution call to `operand_multiple` times
+    /// its largest operand (`None`: no limit); `false` when the backend has no such setting
+    /// (the default).
+    fn limit_fp32_conv_scratch(&self, operand_multiple: Option<f32>) -> bool {
+        let _ = operand_multiple;
+        false
     }
 }
 
@@ -201,6 +210,16 @@ impl PrecisionControl for crate::backend::CudaBackend {
     fn allow_tf32(&self, allow: bool) -> Result<bool> {
         self.set_tf32(allow)?;
         Ok(true)
+    }
+
+    fn limit_fp32_conv_scratch(&self, operand_multiple: Option<f32>) -> bool {
+        self.set_fp32_conv_scratch(operand_multiple.map(|multiple| {
+            crate::backend::ConvScratchLimit {
+                operand_multiple: multiple,
+                ..Default::default()
+            }
+        }));
+        true
     }
 }
 

@@ -22,7 +22,7 @@ pub mod wgpu;
 pub use self::wgpu::{WgpuBackend, WgpuBuffer};
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
-pub use cuda::{CudaBackend, Fp32ConvLayout, NcclCollective};
+pub use cuda::{ConvScratchLimit, CudaBackend, Fp32ConvLayout, NcclCollective};
 pub use params::*;
 
 use crate::error::Result;

@@ -19,10 +19,13 @@ impl CudaBackend {
         check_len(op, x, p.input_shape().numel())?;
         check_len(op, w, p.weight_shape().numel())?;
         check_len(op, y, p.output_shape().numel())?;
+        let tf32 = self.tf32();
+        let limit = if tf32 { None } else { self.fp32_conv_scratch() };
         let math = ConvMath {
-            tf32: self.tf32(),
+            tf32,
             direct_only: self.direct_convolutions(),
             nchw: false,
+            scratch: limit.map(|l| l.bytes(p)),
         };
         let layout = self.fp32_conv_layout();
         let mut dnn = self.dnn()?;

@@ -49,6 +49,47 @@ pub(crate) struct ConvMath {
     /// Computes in NCHW on transposed copies of the NHWC operands (chosen per shape by timing,
     /// in strict fp32 mode only; see [`Dnn::convolution`]).
     pub nchw: bool,
+    /// The most bytes one call may allocate for its workspace and NCHW copies (`None`: no
+    /// limit); see [`ConvScratchLimit`].
+    pub scratch: Option<usize>,
+}
+
+/// How much device memory a strict-fp32 convolution may allocate while it runs, for its
+/// workspace and (when it computes in NCHW) the copies of its operands.
+///
+/// The fastest strict-fp32 algorithms (FFT, Winograd) and the NCHW copies can take several
+/// times a convolution's operands, and the largest convolution's scratch sets the step's peak
+/// memory. Within the limit the fastest candidate is chosen by timing; NCHW copies are made a
+/// few images at a time when the whole batch's would not fit; where no algorithm's workspace
+/// fits, the one with the smallest is used. TF32 convolutions are not limited: their
+/// tensor-core algorithms work on the NHWC buffers with small workspaces.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConvScratchLimit {
+    /// The limit as a multiple of the call's largest tensor operand (input or output).
+    pub operand_multiple: f32,
+    /// The limit is never below this many bytes: small convolutions keep their fastest
+    /// algorithms, whose scratch is far from setting the peak.
+    pub floor_bytes: usize,
+}
+
+impl Default for ConvScratchLimit {
+    /// One largest operand, at least 64 MiB.
+    fn default() -> Self {
+        ConvScratchLimit {
+            operand_multiple: 1.0,
+            floor_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ConvScratchLimit {
+    /// The limit for convolution `p`, in bytes.
+    pub fn bytes(&self, p: &Conv2dParams) -> usize {
+        let x = p.batch * p.in_channels * p.in_h * p.in_w;
+        let y = p.batch * p.out_channels * p.out_h() * p.out_w();
+        let operand = (x.max(y) * std::mem::size_of::<f32>()) as f64;
+        ((operand * self.operand_multiple.max(0.0) as f64) as usize).max(self.floor_bytes)
+    }
 }
 
 /// Where strict-fp32 convolutions compute (TF32 ones always compute on the NHWC buffers).
@@ -367,6 +408,41 @@ impl Staging {
     fn layout(&self, role: Role) -> &(TensorDesc, TensorDesc, usize) {
         &self.layouts[role as usize]
     }
+
+    /// Bytes of the three copies.
+    fn bytes(&self) -> usize {
+        self.layouts.iter().map(|l| l.2).sum::<usize>() * std::mem::size_of::<f32>()
+    }
+}
+
+/// Images per NCHW copy of convolution `p` under a scratch limit of `scratch` bytes: as many
+/// as keep the copies within half the limit (the other half is left for the workspace); the
+/// whole batch without a limit; `None` when even one image's copies exceed it.
+fn images_per_copy(p: &Conv2dParams, scratch: Option<usize>) -> Option<usize> {
+    let Some(limit) = scratch else {
+        return Some(p.batch);
+    };
+    let f32_bytes = std::mem::size_of::<f32>();
+    let per_image =
+        (p.in_channels * p.in_h * p.in_w + p.out_channels * p.out_h() * p.out_w()) * f32_bytes;
+    let weights = p.weight_shape().numel() * f32_bytes;
+    let images = (limit / 2).checked_sub(weights)? / per_image.max(1);
+    (images > 0).then_some(images.min(p.batch))
+}
+
+/// Splits `batch` images into as few runs of at most `most` images as possible, of sizes that
+/// differ by at most one: `(first image, images)` of each.
+fn batch_chunks(batch: usize, most: usize) -> Vec<(usize, usize)> {
+    let count = batch.div_ceil(most.max(1)).max(1);
+    let (base, longer) = (batch / count, batch % count);
+    let mut first = 0;
+    (0..count)
+        .map(|i| {
+            let images = base + usize::from(i < longer);
+            first += images;
+            (first - images, images)
+        })
+        .collect()
 }
 
 /// Descriptors and candidate algorithms of one convolution shape.
@@ -612,7 +688,14 @@ impl Dnn {
         };
         status("cudnnGetConvolution*Algorithm_v7", s)?;
 
+        // What the call's scratch limit leaves for the workspace, after the NCHW copies.
+        let bound = mode.scratch.map_or(MAX_WORKSPACE, |limit| {
+            let copies = staging.as_ref().map_or(0, Staging::bytes);
+            limit.saturating_sub(copies).min(MAX_WORKSPACE)
+        });
         let mut candidates = Vec::new();
+        // Used only when no candidate fits the bound: the one with the smallest workspace.
+        let mut thriftiest: Option<Candidate> = None;
         for r in &perf[..(returned.max(0) as usize).min(MAX_ALGOS)] {
             if r.status != sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS as u32 {
                 continue;
@@ -635,13 +718,21 @@ impl Dnn {
             let Ok(workspace) = workspace_size(h, kind, &x, &w, &conv, &y, r.algo) else {
                 continue;
             };
-            if workspace <= MAX_WORKSPACE {
-                candidates.push(Candidate {
-                    algo: r.algo,
-                    math,
-                    workspace,
-                });
+            let candidate = Candidate {
+                algo: r.algo,
+                math,
+                workspace,
+            };
+            if workspace <= bound {
+                candidates.push(candidate);
+            } else if workspace <= MAX_WORKSPACE
+                && thriftiest.is_none_or(|t| workspace < t.workspace)
+            {
+                thriftiest = Some(candidate);
             }
+        }
+        if candidates.is_empty() {
+            candidates.extend(thriftiest);
         }
         if candidates.is_empty() {
             return Err(backend_error(format!(
@@ -748,8 +839,9 @@ impl Dnn {
     ///
     /// cuDNN's strict-fp32 kernels are often much faster on NCHW than on NHWC (its TF32 ones are
     /// fastest on NHWC), so in strict fp32 each shape's first call times both: in place on the
-    /// NHWC buffers, and on NCHW copies (transposes included); the copies are kept only when
-    /// they are faster beyond timing noise.
+    /// NHWC buffers, and on NCHW copies (transposes included, a few images at a time where the
+    /// scratch limit asks for it); the copies are kept only when they are faster beyond timing
+    /// noise.
     pub(crate) fn convolution(
         &mut self,
         kind: ConvKind,
@@ -762,14 +854,18 @@ impl Dnn {
             return self.run_planned(kind, p, math, ptrs);
         }
         let key = (kind, *p, math);
-        let nchw = match (layout, self.nchw_faster.get(&key)) {
-            (Fp32ConvLayout::Nhwc, _) => false,
-            (Fp32ConvLayout::Nchw, _) => true,
-            (Fp32ConvLayout::Timed, Some(&nchw)) => nchw,
-            (Fp32ConvLayout::Timed, None) => {
+        let images = images_per_copy(p, math.scratch);
+        let nchw = match (layout, self.nchw_faster.get(&key), images) {
+            (Fp32ConvLayout::Nhwc, _, _) => false,
+            (Fp32ConvLayout::Nchw, _, _) => true,
+            (Fp32ConvLayout::Timed, Some(&nchw), _) => nchw,
+            (Fp32ConvLayout::Timed, None, None) => {
+                self.nchw_faster.insert(key, false);
+                false
+            }
+            (Fp32ConvLayout::Timed, None, Some(images)) => {
                 let nhwc_ms = self.time(|dnn| dnn.run_planned(kind, p, math, ptrs))?;
-                let nchw_math = ConvMath { nchw: true, ..math };
-                let nchw_ms = self.time(|dnn| dnn.run_staged(kind, p, nchw_math, ptrs))?;
+                let nchw_ms = self.time(|dnn| dnn.run_staged(kind, p, math, images, ptrs))?;
                 // The copies cost memory while the call runs: worth it only beyond timing noise.
                 let faster = nchw_ms * (1.0 + TIMING_NOISE.0) + TIMING_NOISE.1 < nhwc_ms;
                 self.nchw_faster.insert(key, faster);
@@ -777,7 +873,8 @@ impl Dnn {
             }
         };
         if nchw {
-            self.run_staged(kind, p, ConvMath { nchw: true, ..math }, ptrs)
+            // Forced to NCHW where one image's copies exceed the limit: one at a time.
+            self.run_staged(kind, p, math, images.unwrap_or(1), ptrs)
         } else {
             self.run_planned(kind, p, math, ptrs)
         }
@@ -800,41 +897,80 @@ impl Dnn {
             .map_err(|e| driver_error("timing a convolution", e))
     }
 
-    /// Runs convolution `kind` of `p` in NCHW: the NHWC operands are transposed into staging
-    /// buffers, the result transposed back.
+    /// Runs convolution `kind` of `p` in NCHW, at most `images` images at a time: each run's
+    /// NHWC operands are transposed into staging buffers and its result transposed back (a
+    /// weight gradient summed over the runs).
     fn run_staged(
         &mut self,
         kind: ConvKind,
         p: &Conv2dParams,
         math: ConvMath,
+        images: usize,
         ptrs: ConvPtrs,
     ) -> Result<()> {
-        let h = self.handle;
-        let plan = self.plan(kind, p, math)?;
-        let Some(staging) = &plan.staging else {
-            return Err(backend_error("an NCHW convolution plan without staging"));
+        let math = ConvMath { nchw: true, ..math };
+        let chunks = batch_chunks(p.batch, images);
+        let longest = chunks.iter().map(|c| c.1).max().unwrap_or(p.batch);
+        let f32_bytes = std::mem::size_of::<f32>();
+        let image_bytes = |role: Role| match role {
+            Role::X => p.in_channels * p.in_h * p.in_w * f32_bytes,
+            Role::Y => p.out_channels * p.out_h() * p.out_w() * f32_bytes,
+            Role::W => 0,
         };
-        let [a, b, out] = kind.roles().map(|r| {
-            let (stored, computed, len) = staging.layout(r);
-            (stored.0, computed.0, *len)
-        });
+        let lens = {
+            let plan = self.plan(
+                kind,
+                &Conv2dParams {
+                    batch: longest,
+                    ..*p
+                },
+                math,
+            )?;
+            let Some(staging) = &plan.staging else {
+                return Err(backend_error("an NCHW convolution plan without staging"));
+            };
+            kind.roles().map(|r| staging.layout(r).2)
+        };
         let scratch = |len: usize| {
             // SAFETY: staging buffers are written in full (transform or convolution) before
             // they are read.
             unsafe { self.stream.alloc::<f32>(len.max(1)) }
                 .map_err(|e| driver_error("allocating a convolution staging buffer", e))
         };
-        let (sa, sb, mut sout) = (scratch(a.2)?, scratch(b.2)?, scratch(out.2)?);
+        let (sa, sb, mut sout) = (scratch(lens[0])?, scratch(lens[1])?, scratch(lens[2])?);
         let stream = self.stream.clone();
         let staged = ConvPtrs {
             a: sa.device_ptr(&stream).0,
             b: sb.device_ptr(&stream).0,
             out: sout.device_ptr_mut(&stream).0,
         };
-        transform(h, a.0, ptrs.a, a.1, staged.a)?;
-        transform(h, b.0, ptrs.b, b.1, staged.b)?;
-        self.run_planned(kind, p, math, staged)?;
-        transform(h, out.1, staged.out, out.0, ptrs.out)
+        let h = self.handle;
+        let [role_a, role_b, role_out] = kind.roles();
+        for (i, &(first, count)) in chunks.iter().enumerate() {
+            let chunk = Conv2dParams { batch: count, ..*p };
+            let plan = self.plan(kind, &chunk, math)?;
+            let Some(staging) = &plan.staging else {
+                return Err(backend_error("an NCHW convolution plan without staging"));
+            };
+            let [a, b, out] = [role_a, role_b, role_out].map(|r| {
+                let (stored, computed, _) = staging.layout(r);
+                (stored.0, computed.0, (first * image_bytes(r)) as u64)
+            });
+            transform(h, a.0, ptrs.a + a.2, a.1, staged.a, 0.0)?;
+            // The weights are the same for every run.
+            if i == 0 || role_b != Role::W {
+                transform(h, b.0, ptrs.b + b.2, b.1, staged.b, 0.0)?;
+            }
+            self.run_planned(kind, &chunk, math, staged)?;
+            // A weight gradient adds up over the runs; an output's runs are disjoint.
+            let beta = if i > 0 && role_out == Role::W {
+                1.0
+            } else {
+                0.0
+            };
+            transform(h, out.1, staged.out, out.0, ptrs.out + out.2, beta)?;
+        }
+        Ok(())
     }
 
     /// Runs convolution `kind` of `p` on buffers in the plan's layout.
@@ -934,15 +1070,17 @@ fn workspace_size(
     Ok(bytes)
 }
 
-/// Copies the f32 tensor at `src` (described by `src_desc`) to `dst` in `dst_desc`'s layout.
+/// Writes the f32 tensor at `src` (described by `src_desc`) to `dst` in `dst_desc`'s layout,
+/// plus `beta` times what `dst` held.
 fn transform(
     h: sys::cudnnHandle_t,
     src_desc: sys::cudnnTensorDescriptor_t,
     src: u64,
     dst_desc: sys::cudnnTensorDescriptor_t,
     dst: u64,
+    beta: f32,
 ) -> Result<()> {
-    let (one, zero) = (1.0f32, 0.0f32);
+    let one = 1.0f32;
     // SAFETY: live handle; both descriptors have the same sizes and describe the buffers behind
     // the pointers.
     let s = unsafe {
@@ -951,7 +1089,7 @@ fn transform(
             &one as *const f32 as *const c_void,
             src_desc,
             src as *const c_void,
-            &zero as *const f32 as *const c_void,
+            &beta as *const f32 as *const c_void,
             dst_desc,
             dst as *mut c_void,
         )

@@ -41,7 +41,7 @@ use crate::backend::Memory;
 use crate::error::{Error, Result};
 use crate::tensor::TensorDesc;
 
-pub use dnn::Fp32ConvLayout;
+pub use dnn::{ConvScratchLimit, Fp32ConvLayout};
 use kernels::{Kernels, Module};
 pub use nccl::NcclCollective;
 
@@ -208,6 +208,7 @@ struct Inner {
     tf32: AtomicBool,
     direct_convolutions: AtomicBool,
     fp32_conv_layout: Mutex<Fp32ConvLayout>,
+    fp32_conv_scratch: Mutex<Option<ConvScratchLimit>>,
     validate_labels: AtomicBool,
     name: String,
 }
@@ -260,6 +261,7 @@ impl CudaBackend {
                 tf32: AtomicBool::new(false),
                 direct_convolutions: AtomicBool::new(false),
                 fp32_conv_layout: Mutex::new(Fp32ConvLayout::Timed),
+                fp32_conv_scratch: Mutex::new(Some(ConvScratchLimit::default())),
                 validate_labels: AtomicBool::new(false),
                 name: format!("{device} (compute capability {major}.{minor})"),
             }),
@@ -323,6 +325,28 @@ impl CudaBackend {
         *self
             .inner
             .fp32_conv_layout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Limits what a strict-fp32 convolution allocates while it runs, for its workspace and
+    /// NCHW copies (see [`ConvScratchLimit`]; the default is [`ConvScratchLimit::default`]), or
+    /// lets it take whatever its fastest algorithm needs (`None`). Applies to every clone of
+    /// this backend from its next convolution on.
+    pub fn set_fp32_conv_scratch(&self, limit: Option<ConvScratchLimit>) {
+        *self
+            .inner
+            .fp32_conv_scratch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = limit;
+    }
+
+    /// The strict-fp32 convolutions' scratch limit (see
+    /// [`CudaBackend::set_fp32_conv_scratch`]).
+    pub fn fp32_conv_scratch(&self) -> Option<ConvScratchLimit> {
+        *self
+            .inner
+            .fp32_conv_scratch
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }

@@ -45,13 +45,50 @@ pub struct BenchArgs {
     /// the batch sizes are per GPU). Rank 0 prints and writes.
     #[arg(long, default_value_t = 1)]
     pub gpus: usize,
+    /// How much a strict-fp32 convolution may allocate while it runs (workspace and NCHW
+    /// copies), as a multiple of its largest operand, or `none` for whatever its fastest
+    /// algorithm needs (CUDA only; default: the backend's, one largest operand).
+    #[arg(long, value_parser = parse_scratch_limit)]
+    pub fp32_conv_scratch: Option<ScratchLimit>,
     /// Instead of timing whole steps, time every op of the training step (the backend
     /// synchronised around each) and print where the time goes, per batch size and mode.
     #[arg(long)]
     pub profile: bool,
 }
 
+/// `--fp32-conv-scratch`: a multiple of the largest operand, or no limit (`None`).
+#[derive(Debug, Clone, Copy)]
+pub struct ScratchLimit(Option<f32>);
+
+fn parse_scratch_limit(text: &str) -> std::result::Result<ScratchLimit, String> {
+    if text == "none" {
+        return Ok(ScratchLimit(None));
+    }
+    match text.parse::<f32>() {
+        Ok(multiple) if multiple.is_finite() && multiple >= 0.0 => Ok(ScratchLimit(Some(multiple))),
+        _ => Err(format!(
+            "{text:?} is neither a multiple (a number ≥ 0) nor `none`"
+        )),
+    }
+}
+
 impl BenchArgs {
+    /// Applies the backend settings of the command line to `backend`.
+    fn configure<B: PrecisionControl>(&self, backend: &B) -> Result<()> {
+        if let Some(ScratchLimit(multiple)) = self.fp32_conv_scratch {
+            if !backend.limit_fp32_conv_scratch(multiple) {
+                return Err(Error::invalid(
+                    "bench",
+                    format!(
+                        "--fp32-conv-scratch does not apply to the {} backend",
+                        backend.name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn config(&self) -> Result<BenchConfig> {
         let precisions = self
             .modes
@@ -97,7 +134,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return bench_distributed(&args, &cfg, &env);
     }
     if args.profile {
-        return with_backend!(args.backend, |backend| profile_on(&backend, &cfg));
+        return with_backend!(args.backend, |backend| {
+            args.configure(&backend)?;
+            profile_on(&backend, &cfg)
+        });
     }
     with_backend!(args.backend, |backend| bench_on(
         &backend, &args, &cfg, None
@@ -170,6 +210,7 @@ fn bench_on<B: PrecisionControl>(
     cfg: &BenchConfig,
     collective: Option<Box<dyn Collective<B>>>,
 ) -> Result<()> {
+    args.configure(backend)?;
     // In a data-parallel run only rank 0 reports.
     let quiet = collective.as_ref().is_some_and(|c| c.rank() != 0);
     if !args.json && !quiet {

@@ -1,0 +1,159 @@
+//! The strict-fp32 convolutions' scratch limit on CUDA ([`ConvScratchLimit`]): NCHW copies made
+//! a few images at a time give the CPU backend's results, and a call's memory stays within the
+//! limit where, unlimited, it does not.
+//!
+//! Skipped (with a note on stderr) when no CUDA device can be opened, unless
+//! `MAGNET_TEST_BACKENDS` lists `cuda`, in which case an unavailable device is a failure.
+
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::sync::Mutex;
+
+use common::{download, upload_vec, zeros_len, Selection};
+use magnet::backend::{
+    Conv2dParams, ConvOps, ConvScratchLimit, CudaBackend, Fp32ConvLayout, Memory,
+};
+use magnet::CpuBackend;
+
+/// The tests measure the device's memory pool, which every test of the binary shares.
+static DEVICE: Mutex<()> = Mutex::new(());
+
+fn cuda() -> Option<CudaBackend> {
+    let selection = Selection::from_env();
+    if !selection.wants("cuda") {
+        return None;
+    }
+    match common::open_cuda() {
+        Ok(backend) => Some(backend),
+        Err(reason) => {
+            selection.unavailable("cuda", &reason);
+            None
+        }
+    }
+}
+
+/// Deterministic values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    (0..len as u32)
+        .map(|i| magnet::backend::rng::uniform(seed, i) * 2.0 - 1.0)
+        .collect()
+}
+
+/// The three convolutions of `p` on `b`: (output, input gradient, weight gradient).
+fn convolutions<B: ConvOps>(b: &B, p: &Conv2dParams) -> [Vec<f32>; 3] {
+    let x = upload_vec(b, &values(p.input_shape().numel(), 1));
+    let w = upload_vec(b, &values(p.weight_shape().numel(), 2));
+    let dy = upload_vec(b, &values(p.output_shape().numel(), 3));
+    let mut y = zeros_len(b, p.output_shape().numel());
+    let mut dx = zeros_len(b, p.input_shape().numel());
+    let mut dw = zeros_len(b, p.weight_shape().numel());
+    b.conv2d_forward(p, &x, &w, &mut y).expect("forward");
+    b.conv2d_backward_data(p, &dy, &w, &mut dx)
+        .expect("backward data");
+    b.conv2d_backward_filter(p, &x, &dy, &mut dw)
+        .expect("backward filter");
+    [download(b, &y), download(b, &dx), download(b, &dw)]
+}
+
+fn conv(batch: usize, channels: usize, side: usize) -> Conv2dParams {
+    Conv2dParams {
+        batch,
+        in_h: side,
+        in_w: side + 2,
+        in_channels: channels,
+        out_channels: channels + 2,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+    }
+}
+
+/// A limit of `bytes` whatever the operands.
+fn bytes(bytes: usize) -> Option<ConvScratchLimit> {
+    Some(ConvScratchLimit {
+        operand_multiple: 0.0,
+        floor_bytes: bytes,
+    })
+}
+
+#[test]
+fn nchw_copies_of_a_few_images_at_a_time_match_the_cpu() {
+    let Some(g) = cuda() else { return };
+    let _device = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
+    let p = conv(5, 5, 9);
+    let f32_bytes = std::mem::size_of::<f32>();
+    let image = (p.input_shape().numel() + p.output_shape().numel()) / p.batch * f32_bytes;
+    let weights = p.weight_shape().numel() * f32_bytes;
+    // Copies get half the limit: two images and the weights, so the batch of five runs as
+    // 2 + 2 + 1 images (the weight gradient summed over the three).
+    g.set_fp32_conv_layout(Fp32ConvLayout::Nchw);
+    g.set_fp32_conv_scratch(bytes(2 * (2 * image + weights)));
+    let got = convolutions(&g, &p);
+    let want = convolutions(&CpuBackend::new(), &p);
+    // Direct algorithms (the test backend's): sums of 45 products per output, of 5·9·11 = 495
+    // per weight gradient; each within a few ulps per term of the CPU's sum.
+    let terms = [45.0, 7.0 * 9.0, 495.0];
+    for ((what, got, want), terms) in ["forward", "backward data", "backward filter"]
+        .into_iter()
+        .zip(got)
+        .zip(want)
+        .map(|((w, g), c)| (w, g, c))
+        .zip(terms)
+    {
+        let tol = 16.0 * terms / (1u32 << 24) as f32;
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs() / (1.0 + w.abs()))
+            .fold(0.0f32, f32::max);
+        assert!(worst <= tol, "{what}: worst difference {worst:e} > {tol:e}");
+    }
+}
+
+#[test]
+fn the_limit_bounds_what_a_convolution_allocates() {
+    let Some(g) = cuda() else { return };
+    let _device = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
+    // 8 × 64 × 128 × 130 floats: 32.5 MiB in, 34.5 MiB out.
+    let p = conv(8, 64, 128);
+    let x = upload_vec(&g, &values(p.input_shape().numel(), 1));
+    let w = upload_vec(&g, &values(p.weight_shape().numel(), 2));
+    let mut y = zeros_len(&g, p.output_shape().numel());
+    let mut scratch = |limit: Option<ConvScratchLimit>| -> u64 {
+        g.set_fp32_conv_scratch(limit);
+        // The first call tunes its algorithms; the second is what a training step repeats.
+        g.conv2d_forward(&p, &x, &w, &mut y).expect("forward");
+        g.sync().expect("sync");
+        let before = g.memory_in_use().expect("the pool's memory in use");
+        g.reset_memory_peak();
+        g.conv2d_forward(&p, &x, &w, &mut y).expect("forward");
+        g.sync().expect("sync");
+        g.memory_peak().expect("the pool's peak") - before
+    };
+    g.set_fp32_conv_layout(Fp32ConvLayout::Nchw);
+    let unlimited = scratch(None);
+    let limit = 32usize << 20;
+    let limited = scratch(bytes(limit));
+    // Slack for the pool's rounding of each of the call's four allocations (three copies and a
+    // workspace) to its 2 MiB granularity.
+    let slack = 4 * (2u64 << 20);
+    assert!(
+        limited <= limit as u64 + slack,
+        "limited to {limit} bytes, the call took {limited}"
+    );
+    // Without the limit the copies of the whole batch (67 MiB) are made at once.
+    assert!(
+        unlimited > limit as u64 + slack,
+        "unlimited, the call took only {unlimited} bytes: the test shows nothing"
+    );
+    // The layout timed per shape keeps to the limit as well.
+    g.set_fp32_conv_layout(Fp32ConvLayout::Timed);
+    let timed = scratch(bytes(limit));
+    assert!(
+        timed <= limit as u64 + slack,
+        "timed layout: limited to {limit} bytes, the call took {timed}"
+    );
+}
