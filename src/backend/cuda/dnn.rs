@@ -9,8 +9,9 @@
 //! smallest workspace among those within timing noise of the fastest goes first where that saves
 //! a sizeable workspace. Workspaces
 //! are allocated for each call from the stream's memory pool and freed after it in stream
-//! order, so memory holds only the running call's (as PyTorch's caching allocator does). In
-//! strict fp32 mode the
+//! order, so memory holds only the running call's (as PyTorch's caching allocator does). A
+//! strict-fp32 call's workspace and NCHW copies together stay within a [`ConvScratchLimit`].
+//! In strict fp32 mode the
 //! descriptor's math type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped;
 //! with [`ConvMath::direct_only`], so are the Winograd and FFT algorithms.
 //! Should cuDNN refuse the chosen algorithm when it runs, the next candidate is tried and
