@@ -175,6 +175,14 @@ fn bad_input_is_one_clear_error() {
         ),
         (vec!["eval", "--weights", "notes.h5"], "notes.h5"),
         (
+            vec!["bench", "--backend", "cpu", "--fp32-conv-scratch", "1"],
+            "does not apply to the cpu backend",
+        ),
+        (
+            vec!["bench", "--backend", "cuda", "--fp32-conv-scratch=-1"],
+            "neither a multiple",
+        ),
+        (
             vec![
                 "predict",
                 "--weights",
