@@ -195,10 +195,14 @@ pub trait PrecisionControl: Backend {
     }
 
     /// Limits the scratch memory of a strict-fp32 convolution call to `operand_multiple` times
-    /// its largest operand (`None`: no limit); `false` when the backend has no such setting
-    /// (the default).
-    fn limit_fp32_conv_scratch(&self, operand_multiple: Option<f32>) -> bool {
-        let _ = operand_multiple;
+    /// its largest operand (`None`: no limit), and never below `floor_bytes` (`None`: the
+    /// backend's default); `false` when the backend has no such setting (the default).
+    fn limit_fp32_conv_scratch(
+        &self,
+        operand_multiple: Option<f32>,
+        floor_bytes: Option<usize>,
+    ) -> bool {
+        let _ = (operand_multiple, floor_bytes);
         false
     }
 }
@@ -212,11 +216,16 @@ impl PrecisionControl for crate::backend::CudaBackend {
         Ok(true)
     }
 
-    fn limit_fp32_conv_scratch(&self, operand_multiple: Option<f32>) -> bool {
+    fn limit_fp32_conv_scratch(
+        &self,
+        operand_multiple: Option<f32>,
+        floor_bytes: Option<usize>,
+    ) -> bool {
+        let default = crate::backend::ConvScratchLimit::default();
         self.set_fp32_conv_scratch(operand_multiple.map(|multiple| {
             crate::backend::ConvScratchLimit {
                 operand_multiple: multiple,
-                ..Default::default()
+                floor_bytes: floor_bytes.unwrap_or(default.floor_bytes),
             }
         }));
         true

@@ -66,7 +66,8 @@ pub(crate) struct ConvMath {
 /// tensor-core algorithms work on the NHWC buffers with small workspaces.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConvScratchLimit {
-    /// The limit as a multiple of the call's largest tensor operand (input or output).
+    /// The limit as a multiple of the call's largest tensor operand (input, output or
+    /// weights).
     pub operand_multiple: f32,
     /// The limit is never below this many bytes: small convolutions keep their fastest
     /// algorithms, whose scratch is far from setting the peak.
@@ -88,7 +89,8 @@ impl ConvScratchLimit {
     pub fn bytes(&self, p: &Conv2dParams) -> usize {
         let x = p.batch * p.in_channels * p.in_h * p.in_w;
         let y = p.batch * p.out_channels * p.out_h() * p.out_w();
-        let operand = (x.max(y) * std::mem::size_of::<f32>()) as f64;
+        let w = p.weight_shape().numel();
+        let operand = (x.max(y).max(w) * std::mem::size_of::<f32>()) as f64;
         ((operand * self.operand_multiple.max(0.0) as f64) as usize).max(self.floor_bytes)
     }
 }

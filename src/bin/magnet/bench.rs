@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// algorithm needs (CUDA only; default: the backend's, one largest operand).
     #[arg(long, value_parser = parse_scratch_limit)]
     pub fp32_conv_scratch: Option<ScratchLimit>,
+    /// The least that `--fp32-conv-scratch` allows any convolution, MiB (CUDA only; default:
+    /// the backend's).
+    #[arg(long)]
+    pub fp32_conv_scratch_floor: Option<usize>,
     /// Instead of timing whole steps, time every op of the training step (the backend
     /// synchronised around each) and print where the time goes, per batch size and mode.
     #[arg(long)]
@@ -75,8 +79,12 @@ fn parse_scratch_limit(text: &str) -> std::result::Result<ScratchLimit, String> 
 impl BenchArgs {
     /// Applies the backend settings of the command line to `backend`.
     fn configure<B: PrecisionControl>(&self, backend: &B) -> Result<()> {
-        if let Some(ScratchLimit(multiple)) = self.fp32_conv_scratch {
-            if !backend.limit_fp32_conv_scratch(multiple) {
+        if self.fp32_conv_scratch.is_some() || self.fp32_conv_scratch_floor.is_some() {
+            let multiple = self
+                .fp32_conv_scratch
+                .map_or(Some(1.0), |ScratchLimit(m)| m);
+            let floor = self.fp32_conv_scratch_floor.map(|mib| mib << 20);
+            if !backend.limit_fp32_conv_scratch(multiple, floor) {
                 return Err(Error::invalid(
                     "bench",
                     format!(
