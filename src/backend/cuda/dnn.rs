@@ -10,7 +10,8 @@
 //! a sizeable workspace. Workspaces
 //! are allocated for each call from the stream's memory pool and freed after it in stream
 //! order, so memory holds only the running call's (as PyTorch's caching allocator does). A
-//! strict-fp32 call's workspace and NCHW copies together stay within a [`ConvScratchLimit`].
+//! strict-fp32 call's workspace and NCHW copies together stay within a [`ConvScratchLimit`]
+//! where one is set.
 //! In strict fp32 mode the
 //! descriptor's math type is `CUDNN_FMA_MATH` and candidates that need tensor cores are skipped;
 //! with [`ConvMath::direct_only`], so are the Winograd and FFT algorithms.
@@ -75,7 +76,8 @@ pub struct ConvScratchLimit {
 }
 
 impl Default for ConvScratchLimit {
-    /// One largest operand, at least 64 MiB.
+    /// One largest operand, at least 64 MiB (a suggestion: the backend sets no limit unless
+    /// asked).
     fn default() -> Self {
         ConvScratchLimit {
             operand_multiple: 1.0,

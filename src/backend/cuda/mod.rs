@@ -261,7 +261,7 @@ impl CudaBackend {
                 tf32: AtomicBool::new(false),
                 direct_convolutions: AtomicBool::new(false),
                 fp32_conv_layout: Mutex::new(Fp32ConvLayout::Timed),
-                fp32_conv_scratch: Mutex::new(Some(ConvScratchLimit::default())),
+                fp32_conv_scratch: Mutex::new(None),
                 validate_labels: AtomicBool::new(false),
                 name: format!("{device} (compute capability {major}.{minor})"),
             }),
@@ -330,9 +330,12 @@ impl CudaBackend {
     }
 
     /// Limits what a strict-fp32 convolution allocates while it runs, for its workspace and
-    /// NCHW copies (see [`ConvScratchLimit`]; the default is [`ConvScratchLimit::default`]), or
-    /// lets it take whatever its fastest algorithm needs (`None`). Applies to every clone of
-    /// this backend from its next convolution on.
+    /// NCHW copies (see [`ConvScratchLimit`]), or lets it take whatever its fastest algorithm
+    /// needs (`None`, the default, as PyTorch's `cudnn.benchmark` does). A limit trades speed
+    /// for memory: on an H100, one largest operand (`ConvScratchLimit::default()`) took the
+    /// U-Net's strict-fp32 peak below PyTorch's but its steps 1.5–4× slower
+    /// (`benches/results/unet_h100_scratch.md`). Applies to every clone of this backend from
+    /// its next convolution on.
     pub fn set_fp32_conv_scratch(&self, limit: Option<ConvScratchLimit>) {
         *self
             .inner

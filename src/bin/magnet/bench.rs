@@ -47,11 +47,11 @@ pub struct BenchArgs {
     pub gpus: usize,
     /// How much a strict-fp32 convolution may allocate while it runs (workspace and NCHW
     /// copies), as a multiple of its largest operand, or `none` for whatever its fastest
-    /// algorithm needs (CUDA only; default: the backend's, one largest operand).
+    /// algorithm needs (CUDA only; default: no limit).
     #[arg(long, value_parser = parse_scratch_limit)]
     pub fp32_conv_scratch: Option<ScratchLimit>,
-    /// The least that `--fp32-conv-scratch` allows any convolution, MiB (CUDA only; default:
-    /// the backend's).
+    /// The least that the scratch limit allows any convolution, MiB (CUDA only; default 64;
+    /// alone, it sets a limit of one largest operand).
     #[arg(long)]
     pub fp32_conv_scratch_floor: Option<usize>,
     /// Instead of timing whole steps, time every op of the training step (the backend
