@@ -18,4 +18,6 @@ fi
 # default features (no HDF5).
 cargo check --all-targets --features cuda
 cargo check --all-targets --no-default-features
+# The CUDA backend's planning (what needs no device: how a call's scratch is split, ...).
+cargo test --release --features cuda --lib backend::cuda
 MAGNET_TEST_BACKENDS="${MAGNET_TEST_BACKENDS:-cpu,wgpu}" cargo test --release --features wgpu

@@ -1181,3 +1181,107 @@ fn run_conv(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_chunks_cover_the_batch_in_near_equal_runs() {
+        for batch in 1..40 {
+            for most in 1..=batch + 1 {
+                let chunks = batch_chunks(batch, most);
+                assert_eq!(chunks.len(), batch.div_ceil(most), "{batch} by {most}");
+                let mut next = 0;
+                for &(first, images) in &chunks {
+                    assert_eq!(first, next, "{batch} by {most}: contiguous");
+                    assert!(
+                        (1..=most).contains(&images),
+                        "{batch} by {most}: {chunks:?}"
+                    );
+                    next += images;
+                }
+                assert_eq!(next, batch, "{batch} by {most}: covers the batch");
+                let sizes = chunks.iter().map(|c| c.1);
+                let spread = sizes.clone().max().unwrap() - sizes.min().unwrap();
+                assert!(spread <= 1, "{batch} by {most}: {chunks:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn copies_take_at_most_half_the_limit() {
+        // 2 images of 64 → 66 channels at 128 × 130: 8.25 MiB of copies per image.
+        let p = Conv2dParams {
+            batch: 8,
+            in_h: 128,
+            in_w: 130,
+            in_channels: 64,
+            out_channels: 66,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let image = (64 + 66) * 128 * 130 * 4;
+        let weights = 66 * 9 * 64 * 4;
+        assert_eq!(images_per_copy(&p, None), Some(8), "no limit: the batch");
+        for images in 1..=8 {
+            let limit = 2 * (weights + images * image);
+            assert_eq!(images_per_copy(&p, Some(limit)), Some(images));
+            assert_eq!(
+                images_per_copy(&p, Some(limit - 2)),
+                Some(images - 1).filter(|&n| n > 0)
+            );
+        }
+        assert_eq!(
+            images_per_copy(&p, Some(1 << 30)),
+            Some(8),
+            "never more than the batch"
+        );
+        assert_eq!(
+            images_per_copy(&p, Some(weights)),
+            None,
+            "the weights alone exceed half"
+        );
+    }
+
+    #[test]
+    fn the_limit_scales_with_the_largest_operand_above_its_floor() {
+        let p = Conv2dParams {
+            batch: 4,
+            in_h: 16,
+            in_w: 16,
+            in_channels: 8,
+            out_channels: 32,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let output = 4 * 32 * 16 * 16 * 4;
+        let limit = |operand_multiple, floor_bytes| {
+            ConvScratchLimit {
+                operand_multiple,
+                floor_bytes,
+            }
+            .bytes(&p)
+        };
+        assert_eq!(limit(1.0, 0), output);
+        assert_eq!(limit(2.5, 0), output * 5 / 2);
+        assert_eq!(limit(1.0, output * 3), output * 3, "the floor");
+        // With few images and many channels the weights are the largest operand.
+        let deep = Conv2dParams {
+            batch: 1,
+            in_channels: 512,
+            out_channels: 512,
+            ..p
+        };
+        let weights = 512 * 9 * 512 * 4;
+        let deep_limit = ConvScratchLimit {
+            operand_multiple: 1.0,
+            floor_bytes: 0,
+        };
+        assert_eq!(deep_limit.bytes(&deep), weights);
+    }
+}
