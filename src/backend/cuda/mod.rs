@@ -333,9 +333,9 @@ impl CudaBackend {
     /// NCHW copies (see [`ConvScratchLimit`]), or lets it take whatever its fastest algorithm
     /// needs (`None`, the default, as PyTorch's `cudnn.benchmark` does). A limit trades speed
     /// for memory: on an H100, one largest operand (`ConvScratchLimit::default()`) took the
-    /// U-Net's strict-fp32 peak below PyTorch's but its steps 1.5–4× slower
-    /// (`benches/results/unet_h100_scratch.md`). Applies to every clone of this backend from
-    /// its next convolution on.
+    /// U-Net's strict-fp32 peak below PyTorch's but its steps up to 4× slower; a 512 MiB floor
+    /// kept batch 8 as fast as PyTorch in less memory (`benches/results/unet_h100_scratch.md`).
+    /// Applies to every clone of this backend from its next convolution on.
     pub fn set_fp32_conv_scratch(&self, limit: Option<ConvScratchLimit>) {
         *self
             .inner
