@@ -89,10 +89,8 @@ impl Default for ConvScratchLimit {
 impl ConvScratchLimit {
     /// The limit for convolution `p`, in bytes.
     pub fn bytes(&self, p: &Conv2dParams) -> usize {
-        let x = p.batch * p.in_channels * p.in_h * p.in_w;
-        let y = p.batch * p.out_channels * p.out_h() * p.out_w();
-        let w = p.weight_shape().numel();
-        let operand = (x.max(y).max(w) * std::mem::size_of::<f32>()) as f64;
+        let largest = [Role::X, Role::Y, Role::W].map(|r| r.len(p));
+        let operand = (largest.into_iter().max().unwrap_or(0) * std::mem::size_of::<f32>()) as f64;
         ((operand * self.operand_multiple.max(0.0) as f64) as usize).max(self.floor_bytes)
     }
 }
@@ -375,6 +373,25 @@ enum Role {
     W,
 }
 
+impl Role {
+    /// Elements of this operand of `p`.
+    fn len(self, p: &Conv2dParams) -> usize {
+        match self {
+            Role::X => p.input_shape().numel(),
+            Role::Y => p.output_shape().numel(),
+            Role::W => p.weight_shape().numel(),
+        }
+    }
+
+    /// Elements of this operand per image (none for the weights, which every image shares).
+    fn image_len(self, p: &Conv2dParams) -> usize {
+        match self {
+            Role::W => 0,
+            _ => self.len(&Conv2dParams { batch: 1, ..*p }),
+        }
+    }
+}
+
 impl ConvKind {
     /// The roles of [`ConvPtrs`]' `a`, `b` and `out`.
     fn roles(self) -> [Role; 3] {
@@ -428,9 +445,8 @@ fn images_per_copy(p: &Conv2dParams, scratch: Option<usize>) -> Option<usize> {
         return Some(p.batch);
     };
     let f32_bytes = std::mem::size_of::<f32>();
-    let per_image =
-        (p.in_channels * p.in_h * p.in_w + p.out_channels * p.out_h() * p.out_w()) * f32_bytes;
-    let weights = p.weight_shape().numel() * f32_bytes;
+    let per_image = (Role::X.image_len(p) + Role::Y.image_len(p)) * f32_bytes;
+    let weights = Role::W.len(p) * f32_bytes;
     let images = (limit / 2).checked_sub(weights)? / per_image.max(1);
     (images > 0).then_some(images.min(p.batch))
 }
@@ -916,26 +932,11 @@ impl Dnn {
         let math = ConvMath { nchw: true, ..math };
         let chunks = batch_chunks(p.batch, images);
         let longest = chunks.iter().map(|c| c.1).max().unwrap_or(p.batch);
-        let f32_bytes = std::mem::size_of::<f32>();
-        let image_bytes = |role: Role| match role {
-            Role::X => p.in_channels * p.in_h * p.in_w * f32_bytes,
-            Role::Y => p.out_channels * p.out_h() * p.out_w() * f32_bytes,
-            Role::W => 0,
+        let longest = Conv2dParams {
+            batch: longest,
+            ..*p
         };
-        let lens = {
-            let plan = self.plan(
-                kind,
-                &Conv2dParams {
-                    batch: longest,
-                    ..*p
-                },
-                math,
-            )?;
-            let Some(staging) = &plan.staging else {
-                return Err(backend_error("an NCHW convolution plan without staging"));
-            };
-            kind.roles().map(|r| staging.layout(r).2)
-        };
+        let lens = kind.roles().map(|r| r.len(&longest));
         let scratch = |len: usize| {
             // SAFETY: staging buffers are written in full (transform or convolution) before
             // they are read.
@@ -959,7 +960,8 @@ impl Dnn {
             };
             let [a, b, out] = [role_a, role_b, role_out].map(|r| {
                 let (stored, computed, _) = staging.layout(r);
-                (stored.0, computed.0, (first * image_bytes(r)) as u64)
+                let offset = first * r.image_len(p) * std::mem::size_of::<f32>();
+                (stored.0, computed.0, offset as u64)
             });
             transform(h, a.0, ptrs.a + a.2, a.1, staged.a, 0.0)?;
             // The weights are the same for every run.
@@ -1209,20 +1211,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn copies_take_at_most_half_the_limit() {
-        // 2 images of 64 → 66 channels at 128 × 130: 8.25 MiB of copies per image.
-        let p = Conv2dParams {
-            batch: 8,
-            in_h: 128,
-            in_w: 130,
-            in_channels: 64,
-            out_channels: 66,
+    /// A 3 × 3 convolution, padding 1, of `batch` images of `h × w`.
+    fn conv(
+        batch: usize,
+        in_channels: usize,
+        out_channels: usize,
+        h: usize,
+        w: usize,
+    ) -> Conv2dParams {
+        Conv2dParams {
+            batch,
+            in_h: h,
+            in_w: w,
+            in_channels,
+            out_channels,
             kernel: [3, 3],
             stride: [1, 1],
             padding: [1, 1],
             dilation: [1, 1],
-        };
+        }
+    }
+
+    #[test]
+    fn copies_take_at_most_half_the_limit() {
+        // 2 images of 64 → 66 channels at 128 × 130: 8.25 MiB of copies per image.
+        let p = conv(8, 64, 66, 128, 130);
         let image = (64 + 66) * 128 * 130 * 4;
         let weights = 66 * 9 * 64 * 4;
         assert_eq!(images_per_copy(&p, None), Some(8), "no limit: the batch");
@@ -1248,17 +1261,7 @@ mod tests {
 
     #[test]
     fn the_limit_scales_with_the_largest_operand_above_its_floor() {
-        let p = Conv2dParams {
-            batch: 4,
-            in_h: 16,
-            in_w: 16,
-            in_channels: 8,
-            out_channels: 32,
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
-            dilation: [1, 1],
-        };
+        let p = conv(4, 8, 32, 16, 16);
         let output = 4 * 32 * 16 * 16 * 4;
         let limit = |operand_multiple, floor_bytes| {
             ConvScratchLimit {
@@ -1271,12 +1274,7 @@ mod tests {
         assert_eq!(limit(2.5, 0), output * 5 / 2);
         assert_eq!(limit(1.0, output * 3), output * 3, "the floor");
         // With few images and many channels the weights are the largest operand.
-        let deep = Conv2dParams {
-            batch: 1,
-            in_channels: 512,
-            out_channels: 512,
-            ..p
-        };
+        let deep = conv(1, 512, 512, 16, 16);
         let weights = 512 * 9 * 512 * 4;
         let deep_limit = ConvScratchLimit {
             operand_multiple: 1.0,
