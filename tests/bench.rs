@@ -1,7 +1,8 @@
 //! The U-Net benchmark's library function on the CPU with a tiny network: every requested
 //! record is made, timed and consistent with its configuration.
 
-use magnet::bench::{self, BenchConfig, Part, Precision, CSV_HEADER};
+use magnet::backend::{Conv2dParams, ConvKind, ConvLayout, ConvTuning, ConvWay};
+use magnet::bench::{self, BenchConfig, BudgetPoint, Part, Precision, CSV_HEADER};
 use magnet::graph::Pass;
 use magnet::CpuBackend;
 
@@ -104,8 +105,9 @@ fn training_step_profile_names_the_ops_and_adds_up() {
     };
     let step = bench::profile_training_step(&CpuBackend::new(), &cfg, 2, Precision::Fp32)
         .expect("profile runs");
-    // The CPU backend does not count its memory.
+    // The CPU backend neither counts its memory nor reports convolution tunings.
     assert_eq!(step.memory, None);
+    assert!(step.convolutions.is_empty());
     let profile = step.ops;
     let rows = profile.rows();
     let calls = |op: &str, pass: Pass| {
@@ -129,4 +131,106 @@ fn training_step_profile_names_the_ops_and_adds_up() {
     assert!((sum - profile.total_seconds()).abs() < 1e-9 && sum > 0.0);
     // The TF32 mode does not exist on the CPU: an error, not a silent fp32 profile.
     assert!(bench::profile_training_step(&CpuBackend::new(), &cfg, 2, Precision::Tf32).is_err());
+}
+
+/// A way of `layout` with `scratch` bytes (all workspace in NHWC; 100 bytes of copies in
+/// NCHW), timed at `ms`.
+fn way(layout: ConvLayout, scratch: u64, ms: Option<f64>, in_use: bool) -> ConvWay {
+    let copy_bytes = if layout == ConvLayout::Nchw { 100 } else { 0 };
+    ConvWay {
+        layout,
+        algorithm: format!("{} {scratch}", layout.name()),
+        images_per_run: 4,
+        workspace_bytes: scratch - copy_bytes,
+        copy_bytes,
+        ms,
+        in_use,
+    }
+}
+
+fn tuning(calls: u64, ways: Vec<ConvWay>) -> ConvTuning {
+    ConvTuning {
+        kind: ConvKind::Forward,
+        params: Conv2dParams {
+            batch: 4,
+            in_h: 8,
+            in_w: 8,
+            in_channels: 3,
+            out_channels: 5,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        },
+        tf32: false,
+        scratch_limit: None,
+        calls,
+        ways,
+    }
+}
+
+#[test]
+fn a_shared_scratch_budget_runs_each_call_its_fastest_way_within_it() {
+    use ConvLayout::{Nchw, Nhwc};
+    // Over 2 steps: `a` runs twice a step, `b` and `c` once.
+    let a = tuning(
+        4,
+        vec![
+            way(Nhwc, 0, Some(10.0), false),
+            way(Nhwc, 100, Some(4.0), false),
+            way(Nchw, 500, Some(2.0), true),
+        ],
+    );
+    let b = tuning(
+        2,
+        vec![
+            way(Nhwc, 0, Some(5.0), false),
+            way(Nhwc, 50, Some(3.0), true),
+            // Never timed: not a choice.
+            way(Nhwc, 10, None, false),
+        ],
+    );
+    // No way within 60 bytes: the least scratch, whatever the budget says.
+    let c = tuning(
+        2,
+        vec![
+            way(Nhwc, 80, Some(1.0), false),
+            way(Nhwc, 60, Some(2.0), true),
+        ],
+    );
+    let point = |budget_bytes, largest_scratch_bytes, conv_ms| BudgetPoint {
+        budget_bytes,
+        largest_scratch_bytes,
+        conv_ms,
+    };
+    assert_eq!(
+        bench::budget_curve(&[a.clone(), b.clone()], 2),
+        [
+            point(0, 0, 2.0 * 10.0 + 5.0),
+            point(50, 50, 2.0 * 10.0 + 3.0),
+            point(100, 100, 2.0 * 4.0 + 3.0),
+            point(500, 500, 2.0 * 2.0 + 3.0),
+        ]
+    );
+    // With `c`, budget 60 changes nothing (c already ran its 60-byte way): no point there.
+    assert_eq!(
+        bench::budget_curve(&[a.clone(), b.clone(), c.clone()], 2),
+        [
+            point(0, 60, 2.0 * 10.0 + 5.0 + 2.0),
+            point(50, 60, 2.0 * 10.0 + 3.0 + 2.0),
+            point(80, 80, 2.0 * 10.0 + 3.0 + 1.0),
+            point(100, 100, 2.0 * 4.0 + 3.0 + 1.0),
+            point(500, 500, 2.0 * 2.0 + 3.0 + 1.0),
+        ]
+    );
+    assert_eq!(
+        bench::conv_ms_in_use(&[a, b.clone(), c], 2),
+        Some(4.0 + 3.0 + 2.0)
+    );
+    // A way in use that was not timed: no prediction.
+    let mut untimed = b;
+    untimed.ways[1].in_use = false;
+    untimed.ways[2].in_use = true;
+    assert_eq!(bench::conv_ms_in_use(&[untimed], 2), None);
+    assert!(bench::budget_curve(&[], 2).is_empty());
 }

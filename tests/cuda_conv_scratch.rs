@@ -1,6 +1,6 @@
 //! The strict-fp32 convolutions' scratch limit on CUDA ([`ConvScratchLimit`]): NCHW copies made
 //! a few images at a time give the CPU backend's results, and a call's memory stays within the
-//! limit where, unlimited, it does not.
+//! limit where, unlimited, it does not. The tuning report names the ways each call timed.
 //!
 //! Skipped (with a note on stderr) when no CUDA device can be opened, unless
 //! `MAGNET_TEST_BACKENDS` lists `cuda`, in which case an unavailable device is a failure.
@@ -13,7 +13,8 @@ use std::sync::Mutex;
 
 use common::{download, upload_vec, zeros_len, Selection};
 use magnet::backend::{
-    Conv2dParams, ConvOps, ConvScratchLimit, CudaBackend, Fp32ConvLayout, Memory,
+    Conv2dParams, ConvKind, ConvLayout, ConvOps, ConvScratchLimit, CudaBackend, Fp32ConvLayout,
+    Memory,
 };
 use magnet::CpuBackend;
 
@@ -156,4 +157,65 @@ fn the_limit_bounds_what_a_convolution_allocates() {
         timed <= limit as u64 + slack,
         "timed layout: limited to {limit} bytes, the call took {timed}"
     );
+}
+
+#[test]
+fn the_tuning_report_names_the_ways_timed_and_the_one_in_use() {
+    let Some(g) = cuda() else { return };
+    let _device = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
+    g.set_fp32_conv_layout(Fp32ConvLayout::Timed);
+    g.set_fp32_conv_scratch(None);
+    let p = conv(3, 6, 20);
+    let x = upload_vec(&g, &values(p.input_shape().numel(), 1));
+    let w = upload_vec(&g, &values(p.weight_shape().numel(), 2));
+    let mut y = zeros_len(&g, p.output_shape().numel());
+    let mut dx = zeros_len(&g, p.input_shape().numel());
+    g.take_conv_tunings().expect("an empty report");
+    g.conv2d_forward(&p, &x, &w, &mut y).expect("forward");
+    g.conv2d_forward(&p, &x, &w, &mut y).expect("forward");
+    g.conv2d_backward_data(&p, &y, &w, &mut dx)
+        .expect("backward data");
+    let report = g.take_conv_tunings().expect("the report");
+    let calls = |kind| {
+        report
+            .iter()
+            .find(|t| t.kind == kind && t.params == p)
+            .map(|t| t.calls)
+    };
+    assert_eq!(calls(ConvKind::Forward), Some(2));
+    assert_eq!(calls(ConvKind::BackwardData), Some(1));
+    assert_eq!(calls(ConvKind::BackwardFilter), None);
+    let forward = report
+        .iter()
+        .find(|t| t.kind == ConvKind::Forward)
+        .expect("the forward");
+    assert!(!forward.tf32 && forward.scratch_limit.is_none());
+    assert_eq!(forward.ways.iter().filter(|w| w.in_use).count(), 1);
+    assert!(forward
+        .in_use()
+        .and_then(|w| w.ms)
+        .is_some_and(|ms| ms > 0.0));
+    // The timed layout ran both: in place, and on copies of all three operands.
+    let timed = |layout| {
+        forward
+            .ways
+            .iter()
+            .any(|w| w.layout == layout && w.ms.is_some())
+    };
+    assert!(
+        timed(ConvLayout::Nhwc) && timed(ConvLayout::Nchw),
+        "{forward:#?}"
+    );
+    let operands = p.input_shape().numel() + p.output_shape().numel() + p.weight_shape().numel();
+    for way in &forward.ways {
+        let copies = if way.layout == ConvLayout::Nchw {
+            operands as u64 * 4
+        } else {
+            0
+        };
+        assert_eq!(way.copy_bytes, copies, "{way:?}");
+        assert_eq!(way.images_per_run, p.batch, "{way:?}");
+    }
+    // Calls are counted afresh after each report.
+    assert!(g.take_conv_tunings().expect("the report").is_empty());
 }

@@ -15,6 +15,7 @@ pub mod cuda;
 pub mod params;
 pub mod plan;
 pub mod rng;
+pub mod tuning;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
@@ -24,6 +25,7 @@ pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 pub use cuda::{ConvScratchLimit, CudaBackend, Fp32ConvLayout, NcclCollective};
 pub use params::*;
+pub use tuning::{ConvKind, ConvLayout, ConvTuning, ConvWay};
 
 use crate::error::Result;
 use crate::tensor::{HostTensor, Shape, TensorDesc};

@@ -1,6 +1,6 @@
 //! Convolution through cuDNN (see [`super::dnn`]): NHWC tensors, `[out, kh, kw, in]` filters.
 
-use super::dnn::{ConvKind, ConvMath, ConvPtrs};
+use super::dnn::{ConvMath, ConvPtrs};
 use super::{check_len, CudaBackend, CudaBuffer};
 use crate::backend::*;
 use crate::error::Result;

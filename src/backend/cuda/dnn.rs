@@ -26,8 +26,10 @@ use cudarc::cudnn::sys;
 use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 
 use super::{backend_error, driver_error};
-use crate::backend::Conv2dParams;
+use crate::backend::{Conv2dParams, ConvKind};
 use crate::error::Result;
+
+mod report;
 
 /// Workspaces above this size are not considered (the next candidate is used instead).
 const MAX_WORKSPACE: usize = 4 << 30;
@@ -335,14 +337,6 @@ fn int_dims(what: &str, dims: [usize; 4]) -> Result<[i32; 4]> {
     Ok(out)
 }
 
-/// Which convolution primitive a plan runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum ConvKind {
-    Forward,
-    BackwardData,
-    BackwardFilter,
-}
-
 /// cuDNN's `cudnnConvolution*AlgoPerf_t` (all three share this layout), read with plain
 /// integers so that values unknown to the bindings cannot form invalid enums.
 #[repr(C)]
@@ -363,6 +357,8 @@ struct Candidate {
     algo: u32,
     math: sys::cudnnMathType_t,
     workspace: usize,
+    /// Milliseconds of one run, once timed.
+    ms: Option<f32>,
 }
 
 /// The operands of a convolution by what they are: input-like, output-like, weights.
@@ -481,14 +477,29 @@ struct ConvPlan {
     tuned: bool,
 }
 
+/// A convolution as its callers ask for it (and a plan's key).
+type ConvKey = (ConvKind, Conv2dParams, ConvMath);
+
+/// How a convolution ran at its last call, and how often since the last report.
+#[derive(Debug, Clone, Copy)]
+struct ConvUse {
+    calls: u64,
+    nchw: bool,
+    /// Images per NCHW run.
+    images: usize,
+}
+
 /// The cuDNN state of a backend. Used under the backend's lock only.
 pub(crate) struct Dnn {
     handle: sys::cudnnHandle_t,
     stream: Arc<CudaStream>,
-    plans: HashMap<(ConvKind, Conv2dParams, ConvMath), ConvPlan>,
+    plans: HashMap<ConvKey, ConvPlan>,
     /// Whether each strict-fp32 convolution runs clearly faster in NCHW, by timing at its first
     /// use.
-    nchw_faster: HashMap<(ConvKind, Conv2dParams, ConvMath), bool>,
+    nchw_faster: HashMap<ConvKey, bool>,
+    /// Those timings, milliseconds of a whole call: `[NHWC, NCHW with its copies]`.
+    layout_ms: HashMap<ConvKey, [f32; 2]>,
+    uses: HashMap<ConvKey, ConvUse>,
 }
 
 // SAFETY: the handle and descriptors are only used by one thread at a time (behind a mutex),
@@ -593,6 +604,8 @@ impl Dnn {
                 stream: stream.clone(),
                 plans: HashMap::new(),
                 nchw_faster: HashMap::new(),
+                layout_ms: HashMap::new(),
+                uses: HashMap::new(),
             };
             status(
                 "cudnnSetStream",
@@ -743,6 +756,7 @@ impl Dnn {
                 algo: r.algo,
                 math,
                 workspace,
+                ms: None,
             };
             if workspace <= bound {
                 candidates.push(candidate);
@@ -845,7 +859,13 @@ impl Dnn {
                 timed.insert(0, chosen);
             }
         }
-        let mut order: Vec<Candidate> = timed.iter().map(|&(_, i)| plan.candidates[i]).collect();
+        let mut order: Vec<Candidate> = timed
+            .iter()
+            .map(|&(ms, i)| Candidate {
+                ms: Some(ms),
+                ..plan.candidates[i]
+            })
+            .collect();
         for (i, c) in plan.candidates.iter().enumerate() {
             if !timed.iter().any(|&(_, j)| j == i) {
                 order.push(*c);
@@ -871,31 +891,42 @@ impl Dnn {
         layout: Fp32ConvLayout,
         ptrs: ConvPtrs,
     ) -> Result<()> {
-        if math.tf32 {
-            return self.run_planned(kind, p, math, ptrs);
-        }
         let key = (kind, *p, math);
         let images = images_per_copy(p, math.scratch);
-        let nchw = match (layout, self.nchw_faster.get(&key), images) {
-            (Fp32ConvLayout::Nhwc, _, _) => false,
-            (Fp32ConvLayout::Nchw, _, _) => true,
-            (Fp32ConvLayout::Timed, Some(&nchw), _) => nchw,
-            (Fp32ConvLayout::Timed, None, None) => {
-                self.nchw_faster.insert(key, false);
-                false
-            }
-            (Fp32ConvLayout::Timed, None, Some(images)) => {
-                let nhwc_ms = self.time(|dnn| dnn.run_planned(kind, p, math, ptrs))?;
-                let nchw_ms = self.time(|dnn| dnn.run_staged(kind, p, math, images, ptrs))?;
-                // The copies cost memory while the call runs: worth it only beyond timing noise.
-                let faster = nchw_ms * (1.0 + TIMING_NOISE.0) + TIMING_NOISE.1 < nhwc_ms;
-                self.nchw_faster.insert(key, faster);
-                faster
-            }
+        let nchw = !math.tf32
+            && match (layout, self.nchw_faster.get(&key), images) {
+                (Fp32ConvLayout::Nhwc, _, _) => false,
+                (Fp32ConvLayout::Nchw, _, _) => true,
+                (Fp32ConvLayout::Timed, Some(&nchw), _) => nchw,
+                (Fp32ConvLayout::Timed, None, None) => {
+                    self.nchw_faster.insert(key, false);
+                    false
+                }
+                (Fp32ConvLayout::Timed, None, Some(images)) => {
+                    let nhwc_ms = self.time(|dnn| dnn.run_planned(kind, p, math, ptrs))?;
+                    let nchw_ms = self.time(|dnn| dnn.run_staged(kind, p, math, images, ptrs))?;
+                    // The copies cost memory while the call runs: worth it only beyond timing
+                    // noise.
+                    let faster = nchw_ms * (1.0 + TIMING_NOISE.0) + TIMING_NOISE.1 < nhwc_ms;
+                    self.nchw_faster.insert(key, faster);
+                    self.layout_ms.insert(key, [nhwc_ms, nchw_ms]);
+                    faster
+                }
+            };
+        // Forced to NCHW where one image's copies exceed the limit: one at a time.
+        let images = if nchw { images.unwrap_or(1) } else { p.batch };
+        let used = self.uses.entry(key).or_insert(ConvUse {
+            calls: 0,
+            nchw,
+            images,
+        });
+        *used = ConvUse {
+            calls: used.calls + 1,
+            nchw,
+            images,
         };
         if nchw {
-            // Forced to NCHW where one image's copies exceed the limit: one at a time.
-            self.run_staged(kind, p, math, images.unwrap_or(1), ptrs)
+            self.run_staged(kind, p, math, images, ptrs)
         } else {
             self.run_planned(kind, p, math, ptrs)
         }

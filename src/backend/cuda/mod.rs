@@ -37,7 +37,7 @@ use cudarc::driver::{
     LaunchConfig, ValidAsZeroBits,
 };
 
-use crate::backend::Memory;
+use crate::backend::{ConvTuning, Memory};
 use crate::error::{Error, Result};
 use crate::tensor::TensorDesc;
 
@@ -352,6 +352,13 @@ impl CudaBackend {
             .fp32_conv_scratch
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How each convolution shape called since the last report runs: every way its first call
+    /// timed (layout, algorithm, workspace and copies, milliseconds) and the one in use, largest
+    /// images first. Counting calls starts afresh.
+    pub fn take_conv_tunings(&self) -> Result<Vec<ConvTuning>> {
+        Ok(self.dnn()?.take_tunings())
     }
 
     /// Whether convolutions are restricted to direct algorithms (see

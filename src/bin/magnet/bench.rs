@@ -9,6 +9,7 @@ use magnet::dist::{Collective, DistEnv};
 use magnet::{Error, Result};
 
 use crate::backend::{with_backend, BackendChoice};
+use crate::conv_report;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -187,7 +188,9 @@ fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()>
             if let Some(m) = step.memory {
                 let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
                 println!(
-                    "memory, MiB: peak {:.0} = {:.0} between steps ({:.0} the executor's plan,                      {:.0} parameters, gradients and optimiser state) + {:.0} within a step                      (workspaces, per-call scratch)",
+                    "memory, MiB: peak {:.0} = {:.0} between steps ({:.0} the executor's plan, \
+                     {:.0} parameters, gradients and optimiser state) + {:.0} within a step \
+                     (workspaces, per-call scratch)",
                     mib(m.peak),
                     mib(m.between_steps),
                     mib(m.plan),
@@ -195,6 +198,17 @@ fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()>
                     mib(m.within_step())
                 );
             }
+            let convolution_seconds: f64 = profile
+                .rows()
+                .iter()
+                .filter(|r| matches!(r.op, "conv2d" | "conv_transpose2d"))
+                .map(|r| r.seconds)
+                .sum();
+            conv_report::print(
+                &step.convolutions,
+                cfg.repeats as u64,
+                convolution_seconds / steps * 1e3,
+            );
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 mod backend;
 mod bench;
+mod conv_report;
 mod datasets;
 mod eval;
 mod export;

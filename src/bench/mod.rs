@@ -8,9 +8,13 @@
 //! `benches/torch_unet.py` (the same model in PyTorch) write the same columns
 //! ([`CSV_HEADER`]).
 
+mod conv_budget;
+
 use std::time::Instant;
 
-use crate::backend::{Backend, CpuBackend};
+pub use conv_budget::{budget_curve, conv_ms_in_use, BudgetPoint};
+
+use crate::backend::{Backend, ConvTuning, CpuBackend};
 use crate::dist::{Collective, DataParallel, ParallelConfig};
 use crate::error::{Error, Result};
 use crate::graph::{Executor, Graph, Mode, NodeId, Pass, Profile};
@@ -205,6 +209,12 @@ pub trait PrecisionControl: Backend {
         let _ = (operand_multiple, floor_bytes);
         false
     }
+
+    /// How each convolution shape called since the last call runs ([`ConvTuning`]), counting
+    /// calls afresh, where the backend reports it (CUDA); empty elsewhere (the default).
+    fn take_conv_tunings(&self) -> Result<Vec<ConvTuning>> {
+        Ok(Vec::new())
+    }
 }
 
 impl PrecisionControl for CpuBackend {}
@@ -229,6 +239,10 @@ impl PrecisionControl for crate::backend::CudaBackend {
             }
         }));
         true
+    }
+
+    fn take_conv_tunings(&self) -> Result<Vec<ConvTuning>> {
+        crate::backend::CudaBackend::take_conv_tunings(self)
     }
 }
 
@@ -422,6 +436,9 @@ pub struct StepProfile {
     pub ops: Profile,
     /// Device memory, where the backend reports it.
     pub memory: Option<StepMemory>,
+    /// How the profiled steps' convolutions ran, where the backend reports it (calls over
+    /// `repeats` steps).
+    pub convolutions: Vec<ConvTuning>,
 }
 
 /// Device memory of the profiled training steps, in bytes above what was in use before the
@@ -473,6 +490,8 @@ pub fn profile_training_step<B: PrecisionControl>(
     backend.sync()?;
     let between_steps = backend.memory_in_use();
     backend.reset_memory_peak();
+    // Counts the profiled steps' convolution calls only.
+    backend.take_conv_tunings()?;
     runner.exec.set_profiling(true);
     let mut update = std::time::Duration::ZERO;
     for _ in 0..cfg.repeats {
@@ -490,6 +509,7 @@ pub fn profile_training_step<B: PrecisionControl>(
         backend.sync()?;
         update += start.elapsed();
     }
+    let convolutions = backend.take_conv_tunings()?;
     let mut ops = runner.exec.take_profile();
     ops.add("optimizer", Pass::Update, cfg.repeats as u64, update);
     let memory = match (before, between_steps, backend.memory_peak()) {
@@ -501,7 +521,11 @@ pub fn profile_training_step<B: PrecisionControl>(
         _ => None,
     };
     backend.allow_tf32(false)?;
-    Ok(StepProfile { ops, memory })
+    Ok(StepProfile {
+        ops,
+        memory,
+        convolutions,
+    })
 }
 
 /// Median of the timed steps (ms) and the highest device memory in use during them.
