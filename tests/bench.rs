@@ -234,3 +234,36 @@ fn a_shared_scratch_budget_runs_each_call_its_fastest_way_within_it() {
     assert_eq!(bench::conv_ms_in_use(&[untimed], 2), None);
     assert!(bench::budget_curve(&[], 2).is_empty());
 }
+
+#[test]
+fn the_least_budget_within_a_slack_of_the_fastest() {
+    let point = |mib: u64, conv_ms| BudgetPoint {
+        budget_bytes: mib << 20,
+        largest_scratch_bytes: mib << 20,
+        conv_ms,
+    };
+    let curve = [
+        point(0, 30.0),
+        point(64, 12.0),
+        point(256, 10.9),
+        point(1024, 10.0),
+    ];
+    assert_eq!(bench::least_budget(&curve, 0.0), Some(curve[3]));
+    assert_eq!(bench::least_budget(&curve, 0.1), Some(curve[2]));
+    assert_eq!(bench::least_budget(&curve, 0.2), Some(curve[1]));
+    assert_eq!(bench::least_budget(&curve, 5.0), Some(curve[0]));
+    assert_eq!(bench::least_budget(&[], 0.1), None);
+    // Fitting needs a warm-up step to time every way and one to tune within the budget.
+    let fit = |warmup, slack| {
+        BenchConfig {
+            warmup,
+            fit_fp32_conv_scratch: Some(slack),
+            ..BenchConfig::default()
+        }
+        .validate()
+    };
+    assert!(fit(2, 0.1).is_ok());
+    assert!(fit(1, 0.1).is_err());
+    assert!(fit(2, -0.1).is_err());
+    assert!(fit(2, f64::NAN).is_err());
+}

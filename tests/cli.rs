@@ -184,6 +184,30 @@ fn bad_input_is_one_clear_error() {
         ),
         (
             vec![
+                "bench",
+                "--backend",
+                "cpu",
+                "--fp32-conv-scratch-fit",
+                "0.1",
+            ],
+            "--fp32-conv-scratch-fit does not apply to the cpu backend",
+        ),
+        (
+            vec!["bench", "--fp32-conv-scratch-fit", "0.1", "--warmup", "1"],
+            "at least 2 warm-up steps",
+        ),
+        (
+            vec![
+                "bench",
+                "--fp32-conv-scratch-fit",
+                "0.1",
+                "--fp32-conv-scratch",
+                "1",
+            ],
+            "cannot be used with",
+        ),
+        (
+            vec![
                 "predict",
                 "--weights",
                 "nothing.h5",

@@ -77,3 +77,13 @@ pub fn budget_curve(tunings: &[ConvTuning], steps: u64) -> Vec<BudgetPoint> {
     }
     curve
 }
+
+/// The point of `curve` with the smallest budget whose convolution time is within `slack` (a
+/// fraction: 0.1 is 10 %) of the fastest the curve reaches.
+pub fn least_budget(curve: &[BudgetPoint], slack: f64) -> Option<BudgetPoint> {
+    let fastest = curve.last()?.conv_ms;
+    curve
+        .iter()
+        .find(|p| p.conv_ms <= fastest * (1.0 + slack))
+        .copied()
+}

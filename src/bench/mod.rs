@@ -12,7 +12,7 @@ mod conv_budget;
 
 use std::time::Instant;
 
-pub use conv_budget::{budget_curve, conv_ms_in_use, BudgetPoint};
+pub use conv_budget::{budget_curve, conv_ms_in_use, least_budget, BudgetPoint};
 
 use crate::backend::{Backend, ConvTuning, CpuBackend};
 use crate::dist::{Collective, DataParallel, ParallelConfig};
@@ -94,7 +94,7 @@ impl Part {
 }
 
 /// What to time: the model, the batch sizes, precisions and parts, and how often.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BenchConfig {
     /// Image side (square images); a positive multiple of 16.
     pub size: usize,
@@ -111,6 +111,11 @@ pub struct BenchConfig {
     pub repeats: usize,
     /// Seeds the weights and the random batch.
     pub seed: u64,
+    /// Fits, for each strict-fp32 measurement, one scratch budget shared by every convolution:
+    /// the first warm-up step runs without a limit, then the backend is held to the least
+    /// budget whose convolution time, predicted from that step's timings ([`budget_curve`]),
+    /// is within this fraction of the fastest. `None`: the backend's own setting.
+    pub fit_fp32_conv_scratch: Option<f64>,
 }
 
 impl Default for BenchConfig {
@@ -128,6 +133,7 @@ impl Default for BenchConfig {
             warmup: 5,
             repeats: 20,
             seed: 0,
+            fit_fp32_conv_scratch: None,
         }
     }
 }
@@ -158,6 +164,19 @@ impl BenchConfig {
                 "bench",
                 "at least one precision, one part and one timed repeat are needed",
             ));
+        }
+        if let Some(slack) = self.fit_fp32_conv_scratch {
+            if !(slack.is_finite() && slack >= 0.0) || self.warmup < 2 {
+                return Err(Error::invalid(
+                    "bench",
+                    format!(
+                        "fitting the convolution scratch needs a slack ≥ 0 (got {slack}) and \
+                         at least 2 warm-up steps (got {}): the first times every way, the \
+                         second tunes within the budget",
+                        self.warmup
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -528,18 +547,39 @@ pub fn profile_training_step<B: PrecisionControl>(
     })
 }
 
-/// Median of the timed steps (ms) and the highest device memory in use during them.
+/// Median of the timed steps (ms), the highest device memory in use during them and the
+/// scratch budget fitted for them.
 struct Timing {
     median_ms: f64,
     peak_bytes: Option<u64>,
+    budget: Option<BudgetPoint>,
 }
 
 /// Runs `cfg.warmup` steps (the first tunes convolution algorithms), then times `cfg.repeats`
 /// steps; the memory peak covers the timed steps only, what a run needs after its first steps.
-fn time_steps<B: Backend>(runner: &mut Runner<B>, part: Part, cfg: &BenchConfig) -> Result<Timing> {
+/// With `fit` (a slack), the first step runs without a scratch limit and the backend is then
+/// held to the least shared budget within the slack ([`least_budget`]).
+fn time_steps<B: PrecisionControl>(
+    runner: &mut Runner<B>,
+    part: Part,
+    cfg: &BenchConfig,
+    fit: Option<f64>,
+) -> Result<Timing> {
     let b = runner.exec.backend().clone();
-    for _ in 0..cfg.warmup {
+    let mut budget = None;
+    for step in 0..cfg.warmup {
+        if step == 0 && fit.is_some() {
+            b.limit_fp32_conv_scratch(None, None);
+            b.take_conv_tunings()?;
+        }
         runner.step(part)?;
+        if let (0, Some(slack)) = (step, fit) {
+            b.sync()?;
+            budget = least_budget(&budget_curve(&b.take_conv_tunings()?, 1), slack);
+            if let Some(point) = budget {
+                b.limit_fp32_conv_scratch(Some(0.0), Some(point.budget_bytes as usize));
+            }
+        }
     }
     b.sync()?;
     b.reset_memory_peak();
@@ -555,13 +595,15 @@ fn time_steps<B: Backend>(runner: &mut Runner<B>, part: Part, cfg: &BenchConfig)
     Ok(Timing {
         median_ms: times[times.len() / 2],
         peak_bytes: b.memory_peak(),
+        budget,
     })
 }
 
 /// Times every (batch, part, precision) of `cfg` on `backend`, calling `on_record` as each
 /// record is made, and returns them all. A configuration that fails (out of memory, a size the
 /// backend cannot take) or a precision the backend lacks becomes a record with that status; only
-/// an invalid `cfg` is an error. Leaves the backend in strict fp32.
+/// an invalid `cfg` is an error. Leaves the backend in strict fp32 (and, where `cfg` fits the
+/// convolution scratch, without a scratch limit).
 pub fn run<B: PrecisionControl>(
     backend: &B,
     cfg: &BenchConfig,
@@ -647,7 +689,13 @@ fn run_with<B: PrecisionControl>(
                             format!("n/a: the {} backend has no TF32 mode", backend.name()),
                         ),
                         Err(e) => record(precision, format!("error: {e}")),
-                        Ok(_) => match time_steps(runner, part, cfg) {
+                        Ok(_) => match time_steps(
+                            runner,
+                            part,
+                            cfg,
+                            cfg.fit_fp32_conv_scratch
+                                .filter(|_| precision == Precision::Fp32),
+                        ) {
                             Err(e) => record(precision, format!("error: {e}")),
                             Ok(t) => {
                                 let seconds = t.median_ms / 1e3;
@@ -664,7 +712,7 @@ fn run_with<B: PrecisionControl>(
                                     images_per_s: Some(images / seconds),
                                     tflops: Some(flop / seconds / 1e12),
                                     peak_mem_mib: peak.map(|p| p as f64 / (1u64 << 20) as f64),
-                                    ..record(precision, "ok".to_string())
+                                    ..record(precision, ok_status(t.budget))
                                 }
                             }
                         },
@@ -679,5 +727,19 @@ fn run_with<B: PrecisionControl>(
         }
     }
     backend.allow_tf32(false)?;
+    if cfg.fit_fp32_conv_scratch.is_some() {
+        backend.limit_fp32_conv_scratch(None, None);
+    }
     Ok(records)
+}
+
+/// `ok`, naming the scratch budget where one was fitted.
+fn ok_status(budget: Option<BudgetPoint>) -> String {
+    match budget {
+        None => "ok".to_string(),
+        Some(point) => format!(
+            "ok; fp32 convolution scratch fitted to {:.0} MiB",
+            point.budget_bytes as f64 / (1u64 << 20) as f64
+        ),
+    }
 }
