@@ -12,8 +12,11 @@
 # Environment:
 #   MAGNET_BIN        the magnet binary (default target/release/magnet)
 #   MAGNET_BACKEND    magnet's backend (default cuda; wgpu compares the WGSL backend)
+#   MAGNET_ARGS       options for `magnet bench` only, e.g. "--fp32-conv-scratch-fit 0.1"
 #   PYTHON            the Python with PyTorch (default python3)
 #   TORCH_DEVICE      PyTorch's device (default cuda)
+#   TORCH_CSV         an earlier PyTorch CSV of the same GPU to compare with, instead of running
+#                     PyTorch again (its cudnn.benchmark search at batch 32 takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 result="${1:-benches/results/unet_gpu.md}"
@@ -28,12 +31,19 @@ stem="${result%.md}"
 magnet_csv="$stem.magnet.csv"
 torch_csv="$stem.torch.csv"
 
-magnet_cmd=("$MAGNET_BIN" bench --backend "$backend" --output "$magnet_csv" "$@")
+read -r -a magnet_only <<< "${MAGNET_ARGS:-}"
+magnet_cmd=("$MAGNET_BIN" bench --backend "$backend" --output "$magnet_csv" "${magnet_only[@]}" "$@")
 torch_cmd=("$python" benches/torch_unet.py --device "$device" --output "$torch_csv" "$@")
 echo "== ${magnet_cmd[*]}"
 "${magnet_cmd[@]}" | tee "$stem.magnet.txt"
-echo "== ${torch_cmd[*]}"
-"${torch_cmd[@]}" | tee "$stem.torch.txt"
+if [ -n "${TORCH_CSV:-}" ]; then
+    [ -f "$TORCH_CSV" ] || { echo "compare_unet.sh: no PyTorch CSV at $TORCH_CSV" >&2; exit 2; }
+    [ "$TORCH_CSV" -ef "$torch_csv" ] || cp "$TORCH_CSV" "$torch_csv"
+    torch_cmd=("(earlier run: $TORCH_CSV)")
+else
+    echo "== ${torch_cmd[*]}"
+    "${torch_cmd[@]}" | tee "$stem.torch.txt"
+fi
 
 gpu="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n1 || true)"
 "$python" - "$magnet_csv" "$torch_csv" "$result" "$gpu" "${magnet_cmd[*]}" "${torch_cmd[*]}" <<'PY'
