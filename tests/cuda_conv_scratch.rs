@@ -1,6 +1,7 @@
 //! The strict-fp32 convolutions' scratch limit on CUDA ([`ConvScratchLimit`]): NCHW copies made
 //! a few images at a time give the CPU backend's results, and a call's memory stays within the
-//! limit where, unlimited, it does not. The tuning report names the ways each call timed.
+//! limit where, unlimited, it does not. The tuning report names the ways each call timed, and
+//! the benchmark fits a shared budget from it.
 //!
 //! Skipped (with a note on stderr) when no CUDA device can be opened, unless
 //! `MAGNET_TEST_BACKENDS` lists `cuda`, in which case an unavailable device is a failure.
@@ -16,6 +17,7 @@ use magnet::backend::{
     Conv2dParams, ConvKind, ConvLayout, ConvOps, ConvScratchLimit, CudaBackend, Fp32ConvLayout,
     Memory,
 };
+use magnet::bench::{self, BenchConfig, Precision};
 use magnet::CpuBackend;
 
 /// The tests measure the device's memory pool, which every test of the binary shares.
@@ -218,4 +220,56 @@ fn the_tuning_report_names_the_ways_timed_and_the_one_in_use() {
     }
     // Calls are counted afresh after each report.
     assert!(g.take_conv_tunings().expect("the report").is_empty());
+}
+
+#[test]
+fn a_profiled_unet_step_reports_its_convolutions_and_the_bench_fits_a_budget() {
+    let Some(g) = cuda() else { return };
+    let _device = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
+    g.set_fp32_conv_layout(Fp32ConvLayout::Timed);
+    g.set_fp32_conv_scratch(None);
+    let cfg = BenchConfig {
+        size: 32,
+        base_channels: 4,
+        batches: vec![2],
+        precisions: vec![Precision::Fp32],
+        warmup: 2,
+        repeats: 2,
+        ..BenchConfig::default()
+    };
+    let step = bench::profile_training_step(&g, &cfg, 2, Precision::Fp32).expect("profile");
+    let per_step = |kind| -> u64 {
+        step.convolutions
+            .iter()
+            .filter(|t| t.kind == kind)
+            .map(|t| t.calls)
+            .sum::<u64>()
+            / cfg.repeats as u64
+    };
+    // 19 convolutions and 4 transposed ones (whose forward is a backward-data, and whose input
+    // gradient a forward), each with a weight gradient.
+    assert_eq!(per_step(ConvKind::Forward), 19 + 4);
+    assert_eq!(per_step(ConvKind::BackwardFilter), 19 + 4);
+    for t in &step.convolutions {
+        assert_eq!(t.calls % cfg.repeats as u64, 0, "{t:#?}");
+        assert!(t.in_use().and_then(|w| w.ms).is_some(), "{t:#?}");
+    }
+    assert!(bench::conv_ms_in_use(&step.convolutions, cfg.repeats as u64).is_some());
+    let curve = bench::budget_curve(&step.convolutions, cfg.repeats as u64);
+    assert!(!curve.is_empty());
+
+    let fitted = BenchConfig {
+        fit_fp32_conv_scratch: Some(0.1),
+        ..cfg
+    };
+    let records = bench::run(&g, &fitted, |_| {}).expect("bench");
+    for r in &records {
+        assert!(
+            r.status
+                .starts_with("ok; fp32 convolution scratch fitted to"),
+            "{r:?}"
+        );
+    }
+    // The fitted limit does not outlive the benchmark.
+    assert_eq!(g.fp32_conv_scratch(), None);
 }
