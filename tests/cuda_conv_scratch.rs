@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use common::{download, upload_vec, zeros_len, Selection};
 use magnet::backend::{
     Conv2dParams, ConvKind, ConvLayout, ConvOps, ConvScratchLimit, CudaBackend, Fp32ConvLayout,
-    Memory,
+    Fp32ConvScratch, Memory,
 };
 use magnet::bench::{self, BenchConfig, Precision};
 use magnet::CpuBackend;
@@ -74,9 +74,9 @@ fn conv(batch: usize, channels: usize, side: usize) -> Conv2dParams {
     }
 }
 
-/// A limit of `bytes` whatever the operands.
-fn bytes(bytes: usize) -> Option<ConvScratchLimit> {
-    Some(ConvScratchLimit {
+/// A limit of `bytes` for every call, whatever its operands.
+fn bytes(bytes: usize) -> Fp32ConvScratch {
+    Fp32ConvScratch::PerCall(ConvScratchLimit {
         operand_multiple: 0.0,
         floor_bytes: bytes,
     })
@@ -125,7 +125,7 @@ fn the_limit_bounds_what_a_convolution_allocates() {
     let x = upload_vec(&g, &values(p.input_shape().numel(), 1));
     let w = upload_vec(&g, &values(p.weight_shape().numel(), 2));
     let mut y = zeros_len(&g, p.output_shape().numel());
-    let mut scratch = |limit: Option<ConvScratchLimit>| -> u64 {
+    let mut scratch = |limit: Fp32ConvScratch| -> u64 {
         g.set_fp32_conv_scratch(limit);
         // The first call tunes its algorithms; the second is what a training step repeats.
         g.conv2d_forward(&p, &x, &w, &mut y).expect("forward");
@@ -137,7 +137,7 @@ fn the_limit_bounds_what_a_convolution_allocates() {
         g.memory_peak().expect("the pool's peak") - before
     };
     g.set_fp32_conv_layout(Fp32ConvLayout::Nchw);
-    let unlimited = scratch(None);
+    let unlimited = scratch(Fp32ConvScratch::Unlimited);
     let limit = 32usize << 20;
     let limited = scratch(bytes(limit));
     // Slack for the pool's rounding of each of the call's four allocations (three copies and a
@@ -166,7 +166,7 @@ fn the_tuning_report_names_the_ways_timed_and_the_one_in_use() {
     let Some(g) = cuda() else { return };
     let _device = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
     g.set_fp32_conv_layout(Fp32ConvLayout::Timed);
-    g.set_fp32_conv_scratch(None);
+    g.set_fp32_conv_scratch(Fp32ConvScratch::Unlimited);
     let p = conv(3, 6, 20);
     let x = upload_vec(&g, &values(p.input_shape().numel(), 1));
     let w = upload_vec(&g, &values(p.weight_shape().numel(), 2));
@@ -227,7 +227,7 @@ fn a_profiled_unet_step_reports_its_convolutions_and_the_bench_fits_a_budget() {
     let Some(g) = cuda() else { return };
     let _device = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
     g.set_fp32_conv_layout(Fp32ConvLayout::Timed);
-    g.set_fp32_conv_scratch(None);
+    g.set_fp32_conv_scratch(Fp32ConvScratch::Unlimited);
     let cfg = BenchConfig {
         size: 32,
         base_channels: 4,
@@ -258,11 +258,10 @@ fn a_profiled_unet_step_reports_its_convolutions_and_the_bench_fits_a_budget() {
     let curve = bench::budget_curve(&step.convolutions, cfg.repeats as u64);
     assert!(!curve.is_empty());
 
-    let fitted = BenchConfig {
-        fit_fp32_conv_scratch: Some(0.1),
-        ..cfg
-    };
-    let records = bench::run(&g, &fitted, |_| {}).expect("bench");
+    // Fitted: each measurement's first warm-up step times every way; the rest run within the
+    // least budget whose predicted convolution time is within 10 % of the fastest.
+    g.set_fp32_conv_scratch(Fp32ConvScratch::Fitted { slack: 0.1 });
+    let records = bench::run(&g, &cfg, |_| {}).expect("bench");
     for r in &records {
         assert!(
             r.status
@@ -270,6 +269,20 @@ fn a_profiled_unet_step_reports_its_convolutions_and_the_bench_fits_a_budget() {
             "{r:?}"
         );
     }
-    // The fitted limit does not outlive the benchmark.
-    assert_eq!(g.fp32_conv_scratch(), None);
+    let tunings = g.take_conv_tunings().expect("the report");
+    g.set_fp32_conv_scratch(Fp32ConvScratch::Unlimited);
+    let limited: Vec<_> = tunings
+        .iter()
+        .filter(|t| t.scratch_limit.is_some())
+        .collect();
+    assert!(!limited.is_empty(), "no call ran within a fitted budget");
+    for t in limited {
+        let budget = t.scratch_limit.expect("filtered");
+        let way = t.in_use().expect("a way in use");
+        // Within the budget, unless no way is.
+        assert!(
+            way.scratch_bytes() <= budget || t.ways.iter().all(|w| w.scratch_bytes() > budget),
+            "{t:#?}"
+        );
+    }
 }

@@ -23,7 +23,7 @@ pub mod wgpu;
 pub use self::wgpu::{WgpuBackend, WgpuBuffer};
 pub use cpu::CpuBackend;
 #[cfg(feature = "cuda")]
-pub use cuda::{ConvScratchLimit, CudaBackend, Fp32ConvLayout, NcclCollective};
+pub use cuda::{ConvScratchLimit, CudaBackend, Fp32ConvLayout, Fp32ConvScratch, NcclCollective};
 pub use params::*;
 pub use tuning::{ConvKind, ConvLayout, ConvTuning, ConvWay};
 
@@ -92,6 +92,14 @@ pub trait Memory: Clone + Send + Sync + 'static {
 
     /// Starts a new [`Memory::memory_peak`] from the memory in use now.
     fn reset_memory_peak(&self) {}
+
+    /// Called by the executor as each forward begins; `context` names its plan and mode (the
+    /// same for every step of them, unique in the process). A backend may fit settings per
+    /// context: CUDA fits the strict-fp32 convolutions' shared scratch budget
+    /// (`Fp32ConvScratch::Fitted`). Nothing by default.
+    fn begin_step(&self, context: u64) {
+        let _ = context;
+    }
 
     /// Allocates a buffer and uploads `host` into it.
     fn to_device(&self, host: &HostTensor) -> Result<Self::Buffer> {

@@ -2,6 +2,7 @@
 //! backward, and keeps the named tensors (parameters, state) and their gradients.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::backend::rng::hash32;
@@ -17,6 +18,9 @@ use crate::tensor::{HostTensor, Shape, TensorDesc};
 /// Buffers for one set of input shapes, allocated by the first step and reused by every later
 /// step with those shapes.
 struct Plan<B: Backend> {
+    /// Unique in the process: names the plan's steps to the backend
+    /// ([`crate::backend::Memory::begin_step`]).
+    id: u64,
     shapes: Vec<Shape>,
     /// Output of every computed input and op node while it is alive (`None` for parameter nodes,
     /// whose values are tensors, and for values released under [`Executor::keep_only`]).
@@ -228,6 +232,8 @@ impl<B: Backend> Executor<B> {
         });
         let plan = self.plans.get_mut(&key).expect("plan inserted above");
         self.current = Some(key);
+        self.backend
+            .begin_step(plan.id << 1 | u64::from(mode == Mode::Train));
         plan.recycle(&self.backend)?;
         plan.backward_ready = release.is_none() || mode == Mode::Train;
         plan.computed.iter_mut().for_each(|c| *c = false);
@@ -747,7 +753,9 @@ impl<B: Backend> Executor<B> {
             workspaces.push(ws);
         }
         let n = shapes.len();
+        static NEXT_PLAN: AtomicU64 = AtomicU64::new(0);
         Ok(Plan {
+            id: NEXT_PLAN.fetch_add(1, Ordering::Relaxed),
             shapes,
             values: (0..n).map(|_| None).collect(),
             workspaces,

@@ -1,6 +1,6 @@
 //! Convolution through cuDNN (see [`super::dnn`]): NHWC tensors, `[out, kh, kw, in]` filters.
 
-use super::dnn::{ConvMath, ConvPtrs};
+use super::dnn::{ConvMath, ConvPtrs, Fp32ConvScratch};
 use super::{check_len, CudaBackend, CudaBuffer};
 use crate::backend::*;
 use crate::error::Result;
@@ -20,15 +20,21 @@ impl CudaBackend {
         check_len(op, w, p.weight_shape().numel())?;
         check_len(op, y, p.output_shape().numel())?;
         let tf32 = self.tf32();
-        let limit = if tf32 { None } else { self.fp32_conv_scratch() };
+        let policy = self.fp32_conv_scratch();
+        let layout = self.fp32_conv_layout();
+        let mut dnn = self.dnn()?;
+        let scratch = match policy {
+            _ if tf32 => None,
+            Fp32ConvScratch::Unlimited => None,
+            Fp32ConvScratch::PerCall(limit) => Some(limit.bytes(p)),
+            Fp32ConvScratch::Fitted { .. } => dnn.fitted_budget(),
+        };
         let math = ConvMath {
             tf32,
             direct_only: self.direct_convolutions(),
             nchw: false,
-            scratch: limit.map(|l| l.bytes(p)),
+            scratch,
         };
-        let layout = self.fp32_conv_layout();
-        let mut dnn = self.dnn()?;
         self.bind()?;
         dnn.convolution(kind, p, math, layout, ptrs)
     }

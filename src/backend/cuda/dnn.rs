@@ -29,6 +29,7 @@ use super::{backend_error, driver_error};
 use crate::backend::{Conv2dParams, ConvKind};
 use crate::error::Result;
 
+mod fitting;
 mod report;
 
 /// Workspaces above this size are not considered (the next candidate is used instead).
@@ -95,6 +96,26 @@ impl ConvScratchLimit {
         let operand = (largest.into_iter().max().unwrap_or(0) * std::mem::size_of::<f32>()) as f64;
         ((operand * self.operand_multiple.max(0.0) as f64) as usize).max(self.floor_bytes)
     }
+}
+
+/// What strict-fp32 convolutions may allocate while they run: workspace and NCHW copies. TF32
+/// convolutions are not limited.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Fp32ConvScratch {
+    /// Whatever each call's fastest way needs (the default, as PyTorch's `cudnn.benchmark`).
+    #[default]
+    Unlimited,
+    /// Each call within a limit of its own.
+    PerCall(ConvScratchLimit),
+    /// One budget shared by every call of a step, fitted for each step context (an executor's
+    /// plan and mode, and whether TF32 is on) at its first run. That run takes what each call's
+    /// fastest way needs and times every way in both layouts; later runs are held to the least
+    /// budget whose convolution time, predicted from those timings
+    /// ([`crate::backend::tuning::budget_curve`]), is within `slack` (a fraction: 0.1 is 10 %)
+    /// of the fastest. A step's peak holds only its largest call's scratch, so a shared budget
+    /// costs less speed than a limit per call for the same memory. Calls outside an executor's
+    /// steps are not limited.
+    Fitted { slack: f32 },
 }
 
 /// Where strict-fp32 convolutions compute (TF32 ones always compute on the NHWC buffers).
@@ -499,7 +520,9 @@ pub(crate) struct Dnn {
     nchw_faster: HashMap<ConvKey, bool>,
     /// Those timings, milliseconds of a whole call: `[NHWC, NCHW with its copies]`.
     layout_ms: HashMap<ConvKey, [f32; 2]>,
+    /// Calls since the last report.
     uses: HashMap<ConvKey, ConvUse>,
+    fitting: fitting::Fitting,
 }
 
 // SAFETY: the handle and descriptors are only used by one thread at a time (behind a mutex),
@@ -606,6 +629,7 @@ impl Dnn {
                 nchw_faster: HashMap::new(),
                 layout_ms: HashMap::new(),
                 uses: HashMap::new(),
+                fitting: fitting::Fitting::default(),
             };
             status(
                 "cudnnSetStream",
@@ -915,16 +939,24 @@ impl Dnn {
             };
         // Forced to NCHW where one image's copies exceed the limit: one at a time.
         let images = if nchw { images.unwrap_or(1) } else { p.batch };
-        let used = self.uses.entry(key).or_insert(ConvUse {
-            calls: 0,
-            nchw,
-            images,
-        });
-        *used = ConvUse {
-            calls: used.calls + 1,
-            nchw,
-            images,
-        };
+        let first_run = self.fitting.first_run();
+        for uses in [
+            Some(&mut self.uses),
+            first_run.then_some(&mut self.fitting.uses),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let calls = uses.get(&key).map_or(0, |u| u.calls) + 1;
+            uses.insert(
+                key,
+                ConvUse {
+                    calls,
+                    nchw,
+                    images,
+                },
+            );
+        }
         if nchw {
             self.run_staged(kind, p, math, images, ptrs)
         } else {

@@ -41,7 +41,7 @@ use crate::backend::{ConvTuning, Memory};
 use crate::error::{Error, Result};
 use crate::tensor::TensorDesc;
 
-pub use dnn::{ConvScratchLimit, Fp32ConvLayout};
+pub use dnn::{ConvScratchLimit, Fp32ConvLayout, Fp32ConvScratch};
 use kernels::{Kernels, Module};
 pub use nccl::NcclCollective;
 
@@ -208,7 +208,7 @@ struct Inner {
     tf32: AtomicBool,
     direct_convolutions: AtomicBool,
     fp32_conv_layout: Mutex<Fp32ConvLayout>,
-    fp32_conv_scratch: Mutex<Option<ConvScratchLimit>>,
+    fp32_conv_scratch: Mutex<Fp32ConvScratch>,
     validate_labels: AtomicBool,
     name: String,
 }
@@ -261,7 +261,7 @@ impl CudaBackend {
                 tf32: AtomicBool::new(false),
                 direct_convolutions: AtomicBool::new(false),
                 fp32_conv_layout: Mutex::new(Fp32ConvLayout::Timed),
-                fp32_conv_scratch: Mutex::new(None),
+                fp32_conv_scratch: Mutex::new(Fp32ConvScratch::Unlimited),
                 validate_labels: AtomicBool::new(false),
                 name: format!("{device} (compute capability {major}.{minor})"),
             }),
@@ -329,29 +329,39 @@ impl CudaBackend {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Limits what a strict-fp32 convolution allocates while it runs, for its workspace and
-    /// NCHW copies (see [`ConvScratchLimit`]), or lets it take whatever its fastest algorithm
-    /// needs (`None`, the default, as PyTorch's `cudnn.benchmark` does). A limit trades speed
-    /// for memory: on an H100, one largest operand (`ConvScratchLimit::default()`) took the
-    /// U-Net's strict-fp32 peak below PyTorch's but its steps up to 4× slower; a 512 MiB floor
-    /// kept batch 8 as fast as PyTorch in less memory (`benches/results/unet_h100_scratch.md`).
-    /// Applies to every clone of this backend from its next convolution on.
-    pub fn set_fp32_conv_scratch(&self, limit: Option<ConvScratchLimit>) {
+    /// What a strict-fp32 convolution may allocate while it runs, for its workspace and NCHW
+    /// copies ([`Fp32ConvScratch`]): whatever its fastest algorithm needs (the default, as
+    /// PyTorch's `cudnn.benchmark` does), a limit per call, or one budget per step fitted from
+    /// the step's first run. A limit trades speed for memory: on an H100, a limit per call of
+    /// one largest operand (`ConvScratchLimit::default()`) took the U-Net's strict-fp32 peak
+    /// below PyTorch's but its steps up to 4× slower; a 512 MiB floor kept batch 8 as fast as
+    /// PyTorch in less memory (`benches/results/unet_h100_scratch.md`). Applies to every clone
+    /// of this backend from its next convolution on.
+    pub fn set_fp32_conv_scratch(&self, scratch: Fp32ConvScratch) {
         *self
             .inner
             .fp32_conv_scratch
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = limit;
+            .unwrap_or_else(|e| e.into_inner()) = scratch;
     }
 
-    /// The strict-fp32 convolutions' scratch limit (see
+    /// What strict-fp32 convolutions may allocate (see
     /// [`CudaBackend::set_fp32_conv_scratch`]).
-    pub fn fp32_conv_scratch(&self) -> Option<ConvScratchLimit> {
+    pub fn fp32_conv_scratch(&self) -> Fp32ConvScratch {
         *self
             .inner
             .fp32_conv_scratch
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The budget [`Fp32ConvScratch::Fitted`] holds the running (or last) step to, bytes;
+    /// `None` under another setting, in a context's first step, or where no budget was fitted.
+    pub fn fitted_fp32_conv_scratch(&self) -> Option<u64> {
+        match self.fp32_conv_scratch() {
+            Fp32ConvScratch::Fitted { .. } => self.dnn().ok()?.fitted_budget().map(|b| b as u64),
+            _ => None,
+        }
     }
 
     /// How each convolution shape called since the last report runs: every way its first call
@@ -544,6 +554,15 @@ impl Memory for CudaBackend {
     fn memory_peak(&self) -> Option<u64> {
         use cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
         pool_attribute(&self.inner.ctx, CU_MEMPOOL_ATTR_USED_MEM_HIGH, None)
+    }
+
+    fn begin_step(&self, context: u64) {
+        if let Fp32ConvScratch::Fitted { slack } = self.fp32_conv_scratch() {
+            // A poisoned lock fails the next convolution, which says so.
+            if let Ok(mut dnn) = self.dnn() {
+                dnn.begin_step((context, self.tf32()), slack);
+            }
+        }
     }
 
     fn reset_memory_peak(&self) {

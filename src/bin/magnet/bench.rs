@@ -55,11 +55,12 @@ pub struct BenchArgs {
     /// alone, it sets a limit of one largest operand).
     #[arg(long)]
     pub fp32_conv_scratch_floor: Option<usize>,
-    /// Fit one scratch budget shared by every strict-fp32 convolution, per measurement: the
-    /// least whose convolution time, predicted from the first warm-up step's timings, is within
-    /// this fraction (e.g. 0.1) of the fastest (CUDA only; at least 2 warm-up steps).
+    /// Fit one scratch budget shared by every strict-fp32 convolution of a step, per
+    /// measurement: the least whose convolution time, predicted from the first warm-up step's
+    /// timings, is within this fraction (e.g. 0.1) of the fastest (CUDA only; at least 2
+    /// warm-up steps: the second tunes within the budget).
     #[arg(long, conflicts_with_all = ["fp32_conv_scratch", "fp32_conv_scratch_floor"])]
-    pub fp32_conv_scratch_fit: Option<f64>,
+    pub fp32_conv_scratch_fit: Option<f32>,
     /// Instead of timing whole steps, time every op of the training step (the backend
     /// synchronised around each) and print where the time goes, per batch size and mode.
     #[arg(long)]
@@ -85,29 +86,30 @@ fn parse_scratch_limit(text: &str) -> std::result::Result<ScratchLimit, String> 
 impl BenchArgs {
     /// Applies the backend settings of the command line to `backend`.
     fn configure<B: PrecisionControl>(&self, backend: &B) -> Result<()> {
-        let limited = self.fp32_conv_scratch.is_some() || self.fp32_conv_scratch_floor.is_some();
-        if !limited && self.fp32_conv_scratch_fit.is_none() {
-            return Ok(());
-        }
-        // Fitting starts each measurement without a limit.
-        let multiple = match self.fp32_conv_scratch {
-            _ if !limited => None,
-            None => Some(1.0),
-            Some(ScratchLimit(m)) => m,
+        let applied = if let Some(slack) = self.fp32_conv_scratch_fit {
+            Some((
+                "--fp32-conv-scratch-fit",
+                backend.fit_fp32_conv_scratch(slack),
+            ))
+        } else if self.fp32_conv_scratch.is_some() || self.fp32_conv_scratch_floor.is_some() {
+            let multiple = self
+                .fp32_conv_scratch
+                .map_or(Some(1.0), |ScratchLimit(m)| m);
+            let floor = self.fp32_conv_scratch_floor.map(|mib| mib << 20);
+            Some((
+                "--fp32-conv-scratch",
+                backend.limit_fp32_conv_scratch(multiple, floor),
+            ))
+        } else {
+            None
         };
-        let floor = self.fp32_conv_scratch_floor.map(|mib| mib << 20);
-        if !backend.limit_fp32_conv_scratch(multiple, floor) {
-            let flag = if limited {
-                "--fp32-conv-scratch"
-            } else {
-                "--fp32-conv-scratch-fit"
-            };
-            return Err(Error::invalid(
+        match applied {
+            Some((flag, false)) => Err(Error::invalid(
                 "bench",
                 format!("{flag} does not apply to the {} backend", backend.name()),
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn config(&self) -> Result<BenchConfig> {
@@ -137,10 +139,22 @@ impl BenchArgs {
             parts,
             warmup: self.warmup,
             repeats: self.repeats,
-            fit_fp32_conv_scratch: self.fp32_conv_scratch_fit,
             ..BenchConfig::default()
         };
         cfg.validate()?;
+        if let Some(slack) = self.fp32_conv_scratch_fit {
+            if !(slack.is_finite() && slack >= 0.0) || self.warmup < 2 {
+                return Err(Error::invalid(
+                    "bench",
+                    format!(
+                        "--fp32-conv-scratch-fit needs a slack ≥ 0 (got {slack}) and at least 2 \
+                         warm-up steps (got {}): the first times every way, the second tunes \
+                         within the budget",
+                        self.warmup
+                    ),
+                ));
+            }
+        }
         Ok(cfg)
     }
 }

@@ -32,7 +32,7 @@ impl Dnn {
         tunings
     }
 
-    fn tuning(&self, key: ConvKey, used: ConvUse) -> ConvTuning {
+    pub(super) fn tuning(&self, key: ConvKey, used: ConvUse) -> ConvTuning {
         let (kind, p, math) = key;
         let planned = |nchw: bool, batch: usize| {
             let p = Conv2dParams { batch, ..p };

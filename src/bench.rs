@@ -8,11 +8,9 @@
 //! `benches/torch_unet.py` (the same model in PyTorch) write the same columns
 //! ([`CSV_HEADER`]).
 
-mod conv_budget;
-
 use std::time::Instant;
 
-pub use conv_budget::{budget_curve, conv_ms_in_use, least_budget, BudgetPoint};
+pub use crate::backend::tuning::{budget_curve, conv_ms_in_use, least_budget, BudgetPoint};
 
 use crate::backend::{Backend, ConvTuning, CpuBackend};
 use crate::dist::{Collective, DataParallel, ParallelConfig};
@@ -111,11 +109,6 @@ pub struct BenchConfig {
     pub repeats: usize,
     /// Seeds the weights and the random batch.
     pub seed: u64,
-    /// Fits, for each strict-fp32 measurement, one scratch budget shared by every convolution:
-    /// the first warm-up step runs without a limit, then the backend is held to the least
-    /// budget whose convolution time, predicted from that step's timings ([`budget_curve`]),
-    /// is within this fraction of the fastest. `None`: the backend's own setting.
-    pub fit_fp32_conv_scratch: Option<f64>,
 }
 
 impl Default for BenchConfig {
@@ -133,7 +126,6 @@ impl Default for BenchConfig {
             warmup: 5,
             repeats: 20,
             seed: 0,
-            fit_fp32_conv_scratch: None,
         }
     }
 }
@@ -164,19 +156,6 @@ impl BenchConfig {
                 "bench",
                 "at least one precision, one part and one timed repeat are needed",
             ));
-        }
-        if let Some(slack) = self.fit_fp32_conv_scratch {
-            if !(slack.is_finite() && slack >= 0.0) || self.warmup < 2 {
-                return Err(Error::invalid(
-                    "bench",
-                    format!(
-                        "fitting the convolution scratch needs a slack ≥ 0 (got {slack}) and \
-                         at least 2 warm-up steps (got {}): the first times every way, the \
-                         second tunes within the budget",
-                        self.warmup
-                    ),
-                ));
-            }
         }
         Ok(())
     }
@@ -229,6 +208,19 @@ pub trait PrecisionControl: Backend {
         false
     }
 
+    /// Fits one scratch budget shared by every strict-fp32 convolution of a step, per step
+    /// context, to the least whose convolution time is within `slack` of the fastest;
+    /// `false` when the backend has no such setting (the default).
+    fn fit_fp32_conv_scratch(&self, slack: f32) -> bool {
+        let _ = slack;
+        false
+    }
+
+    /// The budget fitted for the step context that ran last, bytes (`None`: none fitted).
+    fn fitted_fp32_conv_scratch(&self) -> Option<u64> {
+        None
+    }
+
     /// How each convolution shape called since the last call runs ([`ConvTuning`]), counting
     /// calls afresh, where the backend reports it (CUDA); empty elsewhere (the default).
     fn take_conv_tunings(&self) -> Result<Vec<ConvTuning>> {
@@ -250,14 +242,27 @@ impl PrecisionControl for crate::backend::CudaBackend {
         operand_multiple: Option<f32>,
         floor_bytes: Option<usize>,
     ) -> bool {
-        let default = crate::backend::ConvScratchLimit::default();
-        self.set_fp32_conv_scratch(operand_multiple.map(|multiple| {
-            crate::backend::ConvScratchLimit {
-                operand_multiple: multiple,
-                floor_bytes: floor_bytes.unwrap_or(default.floor_bytes),
-            }
-        }));
+        use crate::backend::{ConvScratchLimit, Fp32ConvScratch};
+        let default = ConvScratchLimit::default();
+        self.set_fp32_conv_scratch(operand_multiple.map_or(
+            Fp32ConvScratch::Unlimited,
+            |multiple| {
+                Fp32ConvScratch::PerCall(ConvScratchLimit {
+                    operand_multiple: multiple,
+                    floor_bytes: floor_bytes.unwrap_or(default.floor_bytes),
+                })
+            },
+        ));
         true
+    }
+
+    fn fit_fp32_conv_scratch(&self, slack: f32) -> bool {
+        self.set_fp32_conv_scratch(crate::backend::Fp32ConvScratch::Fitted { slack });
+        true
+    }
+
+    fn fitted_fp32_conv_scratch(&self) -> Option<u64> {
+        crate::backend::CudaBackend::fitted_fp32_conv_scratch(self)
     }
 
     fn take_conv_tunings(&self) -> Result<Vec<ConvTuning>> {
@@ -548,38 +553,23 @@ pub fn profile_training_step<B: PrecisionControl>(
 }
 
 /// Median of the timed steps (ms), the highest device memory in use during them and the
-/// scratch budget fitted for them.
+/// strict-fp32 convolutions' fitted scratch budget, bytes, where there is one.
 struct Timing {
     median_ms: f64,
     peak_bytes: Option<u64>,
-    budget: Option<BudgetPoint>,
+    budget: Option<u64>,
 }
 
 /// Runs `cfg.warmup` steps (the first tunes convolution algorithms), then times `cfg.repeats`
 /// steps; the memory peak covers the timed steps only, what a run needs after its first steps.
-/// With `fit` (a slack), the first step runs without a scratch limit and the backend is then
-/// held to the least shared budget within the slack ([`least_budget`]).
 fn time_steps<B: PrecisionControl>(
     runner: &mut Runner<B>,
     part: Part,
     cfg: &BenchConfig,
-    fit: Option<f64>,
 ) -> Result<Timing> {
     let b = runner.exec.backend().clone();
-    let mut budget = None;
-    for step in 0..cfg.warmup {
-        if step == 0 && fit.is_some() {
-            b.limit_fp32_conv_scratch(None, None);
-            b.take_conv_tunings()?;
-        }
+    for _ in 0..cfg.warmup {
         runner.step(part)?;
-        if let (0, Some(slack)) = (step, fit) {
-            b.sync()?;
-            budget = least_budget(&budget_curve(&b.take_conv_tunings()?, 1), slack);
-            if let Some(point) = budget {
-                b.limit_fp32_conv_scratch(Some(0.0), Some(point.budget_bytes as usize));
-            }
-        }
     }
     b.sync()?;
     b.reset_memory_peak();
@@ -595,15 +585,14 @@ fn time_steps<B: PrecisionControl>(
     Ok(Timing {
         median_ms: times[times.len() / 2],
         peak_bytes: b.memory_peak(),
-        budget,
+        budget: b.fitted_fp32_conv_scratch(),
     })
 }
 
 /// Times every (batch, part, precision) of `cfg` on `backend`, calling `on_record` as each
 /// record is made, and returns them all. A configuration that fails (out of memory, a size the
 /// backend cannot take) or a precision the backend lacks becomes a record with that status; only
-/// an invalid `cfg` is an error. Leaves the backend in strict fp32 (and, where `cfg` fits the
-/// convolution scratch, without a scratch limit).
+/// an invalid `cfg` is an error. Leaves the backend in strict fp32.
 pub fn run<B: PrecisionControl>(
     backend: &B,
     cfg: &BenchConfig,
@@ -689,13 +678,7 @@ fn run_with<B: PrecisionControl>(
                             format!("n/a: the {} backend has no TF32 mode", backend.name()),
                         ),
                         Err(e) => record(precision, format!("error: {e}")),
-                        Ok(_) => match time_steps(
-                            runner,
-                            part,
-                            cfg,
-                            cfg.fit_fp32_conv_scratch
-                                .filter(|_| precision == Precision::Fp32),
-                        ) {
+                        Ok(_) => match time_steps(runner, part, cfg) {
                             Err(e) => record(precision, format!("error: {e}")),
                             Ok(t) => {
                                 let seconds = t.median_ms / 1e3;
@@ -712,7 +695,7 @@ fn run_with<B: PrecisionControl>(
                                     images_per_s: Some(images / seconds),
                                     tflops: Some(flop / seconds / 1e12),
                                     peak_mem_mib: peak.map(|p| p as f64 / (1u64 << 20) as f64),
-                                    ..record(precision, ok_status(t.budget))
+                                    ..record(precision, ok_status(precision, t.budget))
                                 }
                             }
                         },
@@ -727,19 +710,16 @@ fn run_with<B: PrecisionControl>(
         }
     }
     backend.allow_tf32(false)?;
-    if cfg.fit_fp32_conv_scratch.is_some() {
-        backend.limit_fp32_conv_scratch(None, None);
-    }
     Ok(records)
 }
 
-/// `ok`, naming the scratch budget where one was fitted.
-fn ok_status(budget: Option<BudgetPoint>) -> String {
+/// `ok`, naming the strict-fp32 convolutions' scratch budget where one was fitted.
+fn ok_status(precision: Precision, budget: Option<u64>) -> String {
     match budget {
-        None => "ok".to_string(),
-        Some(point) => format!(
+        Some(bytes) if precision == Precision::Fp32 => format!(
             "ok; fp32 convolution scratch fitted to {:.0} MiB",
-            point.budget_bytes as f64 / (1u64 << 20) as f64
+            bytes as f64 / (1u64 << 20) as f64
         ),
+        _ => "ok".to_string(),
     }
 }
