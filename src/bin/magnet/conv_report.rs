@@ -16,12 +16,13 @@ pub fn print(convolutions: &[ConvTuning], steps: u64, measured_ms: f64) {
     }
     println!("convolutions, the way each runs (ms: one call, timed at the shape's first call):");
     println!(
-        "{:<16} {:>5} {:>16} {:>7} {:>5} {:<6} {:<28} {:>9} {:>8} {:>8} {:>8}",
+        "{:<16} {:>5} {:>16} {:>7} {:>5} {:>9} {:<6} {:<28} {:>9} {:>8} {:>8} {:>8}",
         "kind",
         "batch",
         "in×h×w→out",
         "kernel",
         "calls",
+        "limit MiB",
         "layout",
         "algorithm",
         "work MiB",
@@ -39,13 +40,17 @@ pub fn print(convolutions: &[ConvTuning], steps: u64, measured_ms: f64) {
         let ms_per_step = way
             .ms
             .map_or("-".to_string(), |ms| format!("{:.3}", ms * per_step));
+        let limit = t
+            .scratch_limit
+            .map_or("-".to_string(), |b| format!("{:.1}", mib(b)));
         println!(
-            "{:<16} {:>5} {:>16} {:>7} {:>5.0} {:<6} {:<28} {:>9.1} {:>8.1} {:>8} {:>8}",
+            "{:<16} {:>5} {:>16} {:>7} {:>5.0} {:>9} {:<6} {:<28} {:>9.1} {:>8.1} {:>8} {:>8}",
             t.kind.name(),
             p.batch,
             format!("{}×{}×{}→{}", p.in_channels, p.in_h, p.in_w, p.out_channels),
             format!("{}×{}/{}", p.kernel[0], p.kernel[1], p.stride[0]),
             per_step,
+            limit,
             way.layout.name(),
             way.algorithm,
             mib(way.workspace_bytes),
