@@ -231,11 +231,14 @@ fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()>
                 .filter(|r| matches!(r.op, "conv2d" | "conv_transpose2d"))
                 .map(|r| r.seconds)
                 .sum();
-            conv_report::print(
+            let report = conv_report::render(
                 &step.convolutions,
                 cfg.repeats as u64,
                 convolution_seconds / steps * 1e3,
             );
+            if !report.is_empty() {
+                println!("{report}");
+            }
         }
     }
     Ok(())
