@@ -73,10 +73,11 @@ pub fn render(convolutions: &[ConvTuning], steps: u64, measured_ms: f64) -> Stri
     ));
     let curve = budget_curve(convolutions, steps);
     if curve.len() > 1 {
-        lines.push(format!(
+        lines.push(
             "a scratch budget shared by every convolution (--fp32-conv-scratch 0 \
              --fp32-conv-scratch-floor MIB), from the same timings:"
-        ));
+                .to_string(),
+        );
         lines.push(format!(
             "{:>12} {:>20} {:>18}",
             "budget MiB", "largest scratch MiB", "convolution ms/step"
