@@ -1,7 +1,7 @@
 //! `magnet bench`: times U-Net training steps and inference on a backend.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use magnet::bench::{self, BenchConfig, BenchRecord, Part, Precision, PrecisionControl};
@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// synchronised around each) and print where the time goes, per batch size and mode.
     #[arg(long)]
     pub profile: bool,
+    /// With --profile: write every way each convolution shape timed (CSV, one row per way, for
+    /// every batch size and mode) to this file (CUDA only).
+    #[arg(long, requires = "profile")]
+    pub conv_report: Option<PathBuf>,
 }
 
 /// `--fp32-conv-scratch`: a multiple of the largest operand, or no limit (`None`).
@@ -172,7 +176,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.profile {
         return with_backend!(args.backend, |backend| {
             args.configure(&backend)?;
-            profile_on(&backend, &cfg)
+            profile_on(&backend, &cfg, args.conv_report.as_deref())
         });
     }
     with_backend!(args.backend, |backend| bench_on(
@@ -180,8 +184,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     ))
 }
 
-/// Prints the op times of a training step for every batch size and mode of `cfg`.
-fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()> {
+/// Prints the op times of a training step for every batch size and mode of `cfg`, and writes
+/// the convolutions' ways to `conv_report` where given.
+fn profile_on<B: PrecisionControl>(
+    backend: &B,
+    cfg: &BenchConfig,
+    conv_report: Option<&Path>,
+) -> Result<()> {
+    let mut ways_csv = format!("{}\n", conv_report::CSV_HEADER);
     for &batch in &cfg.batches {
         for &precision in &cfg.precisions {
             let step = bench::profile_training_step(backend, cfg, batch, precision)?;
@@ -239,7 +249,24 @@ fn profile_on<B: PrecisionControl>(backend: &B, cfg: &BenchConfig) -> Result<()>
             if !report.is_empty() {
                 println!("{report}");
             }
+            for line in conv_report::csv_lines(&step.convolutions, cfg.repeats as u64) {
+                ways_csv.push_str(&line);
+                ways_csv.push('\n');
+            }
         }
+    }
+    if let Some(path) = conv_report {
+        if ways_csv.lines().count() < 2 {
+            return Err(Error::invalid(
+                "bench",
+                format!(
+                    "--conv-report: the {} backend reports no convolution tunings",
+                    backend.name()
+                ),
+            ));
+        }
+        magnet::io::atomic::write_bytes(path, ways_csv.as_bytes())?;
+        println!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -308,10 +335,7 @@ fn bench_on<B: PrecisionControl>(
             text.push_str(&r.csv_line());
             text.push('\n');
         }
-        std::fs::write(path, text).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        magnet::io::atomic::write_bytes(path, text.as_bytes())?;
         if !json {
             println!("wrote {}", path.display());
         }

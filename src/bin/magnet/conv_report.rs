@@ -8,6 +8,47 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 20) as f64
 }
 
+/// The columns of [`csv_lines`]: a convolution, then one of its ways.
+pub const CSV_HEADER: &str =
+    "mode,kind,batch,in_channels,in_h,in_w,out_channels,kernel_h,kernel_w,\
+stride,padding,calls_per_step,scratch_limit_bytes,layout,algorithm,images_per_run,workspace_bytes,\
+copy_bytes,ms,in_use";
+
+/// One CSV line per way of every convolution (columns of [`CSV_HEADER`]; `ms` empty where not
+/// timed), calls counted over `steps` steps.
+pub fn csv_lines(convolutions: &[ConvTuning], steps: u64) -> Vec<String> {
+    let mut lines = Vec::new();
+    for t in convolutions {
+        let p = &t.params;
+        let per_step = t.calls as f64 / steps.max(1) as f64;
+        let limit = t.scratch_limit.map_or(String::new(), |b| b.to_string());
+        for w in &t.ways {
+            lines.push(format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{per_step},{limit},{},{},{},{},{},{},{}",
+                if t.tf32 { "tf32" } else { "fp32" },
+                t.kind.name(),
+                p.batch,
+                p.in_channels,
+                p.in_h,
+                p.in_w,
+                p.out_channels,
+                p.kernel[0],
+                p.kernel[1],
+                p.stride[0],
+                p.padding[0],
+                w.layout.name(),
+                w.algorithm,
+                w.images_per_run,
+                w.workspace_bytes,
+                w.copy_bytes,
+                w.ms.map_or(String::new(), |ms| ms.to_string()),
+                w.in_use
+            ));
+        }
+    }
+    lines
+}
+
 /// Each convolution's way in use and the budget curve; `measured_ms` is the profile's
 /// convolution time per step, beside which the timings' prediction is written. Empty without
 /// convolutions.
@@ -142,6 +183,17 @@ mod tests {
             calls: 4,
             ways,
         };
+        let lines = csv_lines(std::slice::from_ref(&tuning), 2);
+        assert_eq!(lines.len(), 2, "a line per way");
+        assert_eq!(
+            lines[1],
+            format!(
+                "fp32,backward-filter,8,64,256,256,64,3,3,1,1,2,,nchw,FFT_TILING,8,{},{},1.5,true",
+                160 << 20,
+                96 << 20
+            )
+        );
+        assert_eq!(lines[0].split(',').count(), CSV_HEADER.split(',').count());
         let text = render(&[tuning], 2, 3.25);
         let row = text
             .lines()
