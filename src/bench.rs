@@ -92,7 +92,7 @@ impl Part {
 }
 
 /// What to time: the model, the batch sizes, precisions and parts, and how often.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchConfig {
     /// Image side (square images); a positive multiple of 16.
     pub size: usize,
