@@ -261,7 +261,7 @@ impl CudaBackend {
                 tf32: AtomicBool::new(false),
                 direct_convolutions: AtomicBool::new(false),
                 fp32_conv_layout: Mutex::new(Fp32ConvLayout::Timed),
-                fp32_conv_scratch: Mutex::new(Fp32ConvScratch::Unlimited),
+                fp32_conv_scratch: Mutex::new(Fp32ConvScratch::default()),
                 validate_labels: AtomicBool::new(false),
                 name: format!("{device} (compute capability {major}.{minor})"),
             }),
@@ -330,13 +330,14 @@ impl CudaBackend {
     }
 
     /// What a strict-fp32 convolution may allocate while it runs, for its workspace and NCHW
-    /// copies ([`Fp32ConvScratch`]): whatever its fastest algorithm needs (the default, as
-    /// PyTorch's `cudnn.benchmark` does), a limit per call, or one budget per step fitted from
-    /// the step's first run. A limit trades speed for memory: on an H100, a limit per call of
-    /// one largest operand (`ConvScratchLimit::default()`) took the U-Net's strict-fp32 peak
-    /// below PyTorch's but its steps up to 4× slower; a 512 MiB floor kept batch 8 as fast as
-    /// PyTorch in less memory (`benches/results/unet_h100_scratch.md`). Applies to every clone
-    /// of this backend from its next convolution on.
+    /// copies ([`Fp32ConvScratch`]): one budget per kind of step fitted from its first run (the
+    /// default, slack 0.1), whatever its fastest algorithm needs (as PyTorch's
+    /// `cudnn.benchmark` does), or a limit per call. On an H100 the fitted budget kept the
+    /// U-Net's strict-fp32 steps within 0.85 of PyTorch's time and below its memory
+    /// (`benches/results/unet_h100_fit.md`); a limit per call of one largest operand
+    /// (`ConvScratchLimit::default()`) also went below PyTorch's memory but made steps up to 4×
+    /// slower (`benches/results/unet_h100_scratch.md`). Applies to every clone of this backend
+    /// from its next convolution on.
     pub fn set_fp32_conv_scratch(&self, scratch: Fp32ConvScratch) {
         *self
             .inner

@@ -48,7 +48,8 @@ pub struct BenchArgs {
     pub gpus: usize,
     /// How much a strict-fp32 convolution may allocate while it runs (workspace and NCHW
     /// copies), as a multiple of its largest operand, or `none` for whatever its fastest
-    /// algorithm needs (CUDA only; default: no limit).
+    /// algorithm needs (CUDA only; default: a budget per step fitted with slack 0.1, see
+    /// --fp32-conv-scratch-fit).
     #[arg(long, value_parser = parse_scratch_limit)]
     pub fp32_conv_scratch: Option<ScratchLimit>,
     /// The least that the scratch limit allows any convolution, MiB (CUDA only; default 64;
