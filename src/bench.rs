@@ -694,7 +694,7 @@ fn run_with<B: PrecisionControl>(
                                     median_ms: Some(t.median_ms),
                                     images_per_s: Some(images / seconds),
                                     tflops: Some(flop / seconds / 1e12),
-                                    peak_mem_mib: peak.map(|p| p as f64 / (1u64 << 20) as f64),
+                                    peak_mem_mib: peak.map(mib),
                                     ..record(precision, ok_status(precision, t.budget))
                                 }
                             }
@@ -713,12 +713,17 @@ fn run_with<B: PrecisionControl>(
     Ok(records)
 }
 
+/// `bytes` in MiB.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
 /// `ok`, naming the strict-fp32 convolutions' scratch budget where one was fitted.
 fn ok_status(precision: Precision, budget: Option<u64>) -> String {
     match budget {
         Some(bytes) if precision == Precision::Fp32 => format!(
             "ok; fp32 convolution scratch fitted to {:.0} MiB",
-            bytes as f64 / (1u64 << 20) as f64
+            mib(bytes)
         ),
         _ => "ok".to_string(),
     }

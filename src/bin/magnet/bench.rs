@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use magnet::bench::{self, BenchConfig, BenchRecord, Part, Precision, PrecisionControl};
+use magnet::bench::{self, mib, BenchConfig, BenchRecord, Part, Precision, PrecisionControl};
 use magnet::dist::{Collective, DistEnv};
 use magnet::{Error, Result};
 
@@ -224,7 +224,6 @@ fn profile_on<B: PrecisionControl>(
                 );
             }
             if let Some(m) = step.memory {
-                let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
                 println!(
                     "memory, MiB: peak {:.0} = {:.0} between steps ({:.0} the executor's plan, \
                      {:.0} parameters, gradients and optimiser state) + {:.0} within a step \

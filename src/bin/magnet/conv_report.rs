@@ -2,11 +2,7 @@
 //! scratch budget shared by all of them would cost the step (`magnet::bench::budget_curve`).
 
 use magnet::backend::ConvTuning;
-use magnet::bench::{budget_curve, conv_ms_in_use};
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 20) as f64
-}
+use magnet::bench::{budget_curve, conv_ms_in_use, mib};
 
 /// The columns of [`csv_lines`]: a convolution, then one of its ways.
 pub const CSV_HEADER: &str =
